@@ -1,0 +1,367 @@
+// Package config parses and validates every setting shoestring reads from the
+// environment. Load is the only entry point; the README's configuration table is
+// generated from the same list of settings (see MarkdownTable), so the two cannot drift.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the validated configuration of one shoestring process. The zero value is
+// not useful; build it with Load.
+type Config struct {
+	// Port is the TCP port the HTTP tier listens on, on all interfaces. 0 picks a free port.
+	Port int
+	// RedisURL is redis://, rediss://, unix:// or empty for the embedded Redis. It may
+	// hold a password: log it only through Redacted.
+	RedisURL string
+	// RedisTLSSkipVerify accepts a rediss:// server certificate that does not verify
+	// (Heroku Redis uses self-signed certificates).
+	RedisTLSSkipVerify bool
+	// BlobURL locates the blob store: file:///abs, file://./relative or mem://.
+	BlobURL string
+	// WorkerConcurrency is how many tasks one worker process runs at once.
+	WorkerConcurrency int
+	// Queues maps queue name to weight (asynq priority); the worker serves exactly these.
+	Queues map[string]int
+	// ShutdownTimeout bounds a graceful stop: both processes exit within it.
+	ShutdownTimeout time.Duration
+	// MaxUploadBytes is the largest request body accepted by the upload route, in bytes.
+	MaxUploadBytes int64
+	// MaxImagePixels is the largest width*height accepted, checked from the image header.
+	MaxImagePixels int64
+	// ThumbnailSizes are the widths in pixels made when an upload names none.
+	ThumbnailSizes []int
+	// LogLevel is the minimum level logged.
+	LogLevel slog.Level
+	// LogFormat is "text" (logfmt-like) or "json".
+	LogFormat string
+	// HealthDetails is never, authorized or always: when /health shows per-check details.
+	HealthDetails string
+	// HealthAPIKey unlocks details when HealthDetails is authorized.
+	HealthAPIKey string
+	// HealthTimeout bounds each health check.
+	HealthTimeout time.Duration
+	// JobRetention is how long a finished job's record stays readable.
+	JobRetention time.Duration
+}
+
+// Health detail policies.
+const (
+	DetailsNever      = "never"
+	DetailsAuthorized = "authorized"
+	DetailsAlways     = "always"
+)
+
+// Setting describes one environment variable: its name, its default as written in the
+// environment, and what it does. Secret settings never have their values echoed.
+type Setting struct {
+	Name        string
+	Default     string
+	Description string
+	Secret      bool
+	set         func(c *Config, v string) error
+}
+
+// Settings returns every setting Load reads, in the order of the README table.
+func Settings() []Setting { return slices.Clone(settings) }
+
+var settings = []Setting{
+	{Name: "PORT", Default: "8080", Description: "HTTP port, on all interfaces (0 picks a free one).",
+		set: func(c *Config, v string) (err error) { c.Port, err = parsePort(v); return err }},
+	{Name: "REDIS_URL", Default: "", Secret: true, Description: "`redis://[user:pass@]host:port/db`, `rediss://` (TLS) or `unix:///path.sock`. Unset: an embedded in-memory Redis for trying shoestring out (nothing survives a restart).",
+		set: func(c *Config, v string) error { c.RedisURL = v; return checkRedisURL(v) }},
+	{Name: "REDIS_TLS_SKIP_VERIFY", Default: "false", Description: "Accept a `rediss://` certificate that does not verify (Heroku Redis is self-signed).",
+		set: func(c *Config, v string) (err error) { c.RedisTLSSkipVerify, err = strconv.ParseBool(v); return err }},
+	{Name: "BLOB_URL", Default: "file://./data/blobs", Description: "Where uploads and results are kept: `file:///abs/dir`, `file://./relative/dir` or `mem://`.",
+		set: func(c *Config, v string) error { c.BlobURL = v; return checkBlobURL(v) }},
+	{Name: "WORKER_CONCURRENCY", Default: "10", Description: "Tasks one worker process runs at once (1-1000).",
+		set: func(c *Config, v string) (err error) { c.WorkerConcurrency, err = parseIntRange(v, 1, 1000); return err }},
+	{Name: "QUEUES", Default: "critical=6,default=3,low=1", Description: "Queues the worker serves as `name=weight,...`; a queue with weight 6 is picked 6 times as often as one with weight 1.",
+		set: func(c *Config, v string) (err error) { c.Queues, err = parseQueues(v); return err }},
+	{Name: "SHUTDOWN_TIMEOUT", Default: "25s", Description: "Graceful stop budget (Heroku allows 30 s): in-flight tasks finish or go back to their queue within it.",
+		set: func(c *Config, v string) (err error) {
+			c.ShutdownTimeout, err = parseDurationRange(v, time.Second, 10*time.Minute)
+			return err
+		}},
+	{Name: "MAX_UPLOAD_BYTES", Default: "20MiB", Description: "Largest upload request body; bytes, or with a unit (`KiB`, `MiB`, `GiB`, `KB`, `MB`, `GB`).",
+		set: func(c *Config, v string) (err error) { c.MaxUploadBytes, err = parseBytes(v); return err }},
+	{Name: "MAX_IMAGE_PIXELS", Default: "50000000", Description: "Largest image accepted, as width x height, read from the header before decoding.",
+		set: func(c *Config, v string) error {
+			n, err := parseIntRange(v, 1, 1<<40)
+			c.MaxImagePixels = int64(n)
+			return err
+		}},
+	{Name: "THUMBNAIL_SIZES", Default: "160,320,640", Description: "Thumbnail widths in pixels made when an upload names none (1-10000 each, at most 16).",
+		set: func(c *Config, v string) (err error) { c.ThumbnailSizes, err = ParseSizes(v); return err }},
+	{Name: "LOG_LEVEL", Default: "info", Description: "`debug`, `info`, `warn` or `error`.",
+		set: func(c *Config, v string) error { return c.LogLevel.UnmarshalText([]byte(v)) }},
+	{Name: "LOG_FORMAT", Default: "text", Description: "`text` (key=value lines) or `json`.",
+		set: func(c *Config, v string) error { c.LogFormat = v; return oneOf(v, "text", "json") }},
+	{Name: "HEALTH_DETAILS", Default: DetailsAuthorized, Description: "When `/health` shows per-check details: `never`, `authorized` (with `HEALTH_API_KEY`) or `always`.",
+		set: func(c *Config, v string) error {
+			c.HealthDetails = v
+			return oneOf(v, DetailsNever, DetailsAuthorized, DetailsAlways)
+		}},
+	{Name: "HEALTH_API_KEY", Default: "", Secret: true, Description: "Key that unlocks health details, given as `?api-key=`, `X-Api-Key` or `Authorization: Bearer`.",
+		set: func(c *Config, v string) error { c.HealthAPIKey = v; return nil }},
+	{Name: "HEALTH_TIMEOUT", Default: "2s", Description: "Time limit of each health check; a check past it is Unhealthy.",
+		set: func(c *Config, v string) (err error) {
+			c.HealthTimeout, err = parseDurationRange(v, 10*time.Millisecond, time.Minute)
+			return err
+		}},
+	{Name: "JOB_RETENTION", Default: "168h", Description: "How long a job's record stays readable at `/api/v1/jobs/{id}`.",
+		set: func(c *Config, v string) (err error) {
+			c.JobRetention, err = parseDurationRange(v, time.Minute, 365*24*time.Hour)
+			return err
+		}},
+}
+
+// Error lists every invalid setting found by one Load, one problem per line, each
+// naming its variable.
+type Error struct {
+	Problems []string
+}
+
+func (e *Error) Error() string {
+	return "invalid configuration:\n  " + strings.Join(e.Problems, "\n  ")
+}
+
+// Load reads every setting through getenv (an empty value means unset and takes the
+// default), validates them all, and returns a *Error listing every problem at once.
+// Secret values are never echoed in the error.
+func Load(getenv func(string) string) (Config, error) {
+	var c Config
+	var problems []string
+	for _, s := range settings {
+		v := strings.TrimSpace(getenv(s.Name))
+		if v == "" {
+			v = s.Default
+		}
+		if err := s.set(&c, v); err != nil {
+			shown := fmt.Sprintf(" (got %q)", v)
+			if s.Secret {
+				shown = ""
+			}
+			problems = append(problems, fmt.Sprintf("%s: %v%s", s.Name, unwrapParse(err), shown))
+		}
+	}
+	if len(problems) > 0 {
+		return Config{}, &Error{Problems: problems}
+	}
+	return c, nil
+}
+
+// Env renders the settings that getenv sets as NAME=value pairs, for handing the same
+// configuration to a child process.
+func Env(getenv func(string) string) []string {
+	var env []string
+	for _, s := range settings {
+		if v := getenv(s.Name); v != "" {
+			env = append(env, s.Name+"="+v)
+		}
+	}
+	return env
+}
+
+// MarkdownTable renders the settings as the README's configuration table.
+func MarkdownTable() string {
+	var b strings.Builder
+	b.WriteString("| variable | default | what it does |\n|---|---|---|\n")
+	for _, s := range settings {
+		def := "(unset)"
+		if s.Default != "" {
+			def = "`" + s.Default + "`"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", s.Name, def, s.Description)
+	}
+	return b.String()
+}
+
+// Redacted returns a Redis or blob URL with its password replaced by "xxxxx", for logs.
+func Redacted(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparseable URL)"
+	}
+	return u.Redacted()
+}
+
+// unwrapParse turns strconv's "strconv.ParseBool: parsing "x": invalid syntax" into
+// the part a user needs.
+func unwrapParse(err error) error {
+	var ne *strconv.NumError
+	if errors.As(err, &ne) {
+		return fmt.Errorf("%w", ne.Err)
+	}
+	return err
+}
+
+func oneOf(v string, allowed ...string) error {
+	if slices.Contains(allowed, v) {
+		return nil
+	}
+	return fmt.Errorf("must be one of %s", strings.Join(allowed, ", "))
+}
+
+func parsePort(v string) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > 65535 {
+		return 0, errors.New("must be a port number 0-65535")
+	}
+	return n, nil
+}
+
+func parseIntRange(v string, lo, hi int) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, errors.New("must be a whole number")
+	}
+	if n < lo || n > hi {
+		return 0, fmt.Errorf("must be between %d and %d", lo, hi)
+	}
+	return n, nil
+}
+
+// parseDurationRange accepts a Go duration ("25s", "1m30s") or a bare number of seconds.
+func parseDurationRange(v string, lo, hi time.Duration) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		secs, nerr := strconv.ParseFloat(v, 64)
+		if nerr != nil {
+			return 0, errors.New(`must be a duration such as "25s", "2m" or a number of seconds`)
+		}
+		d = time.Duration(secs * float64(time.Second))
+	}
+	if d < lo || d > hi {
+		return 0, fmt.Errorf("must be between %v and %v", lo, hi)
+	}
+	return d, nil
+}
+
+var byteUnits = map[string]int64{
+	"": 1, "b": 1,
+	"kb": 1000, "mb": 1000 * 1000, "gb": 1000 * 1000 * 1000,
+	"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30,
+}
+
+var bytesRe = regexp.MustCompile(`^([0-9]+)\s*([a-zA-Z]*)$`)
+
+func parseBytes(v string) (int64, error) {
+	m := bytesRe.FindStringSubmatch(v)
+	if m == nil {
+		return 0, errors.New(`must be a size such as "20MiB" or a number of bytes`)
+	}
+	unit, ok := byteUnits[strings.ToLower(m[2])]
+	if !ok {
+		return 0, fmt.Errorf("unknown unit %q (use KiB, MiB, GiB, KB, MB, GB)", m[2])
+	}
+	n, err := strconv.ParseInt(m[1], 10, 64)
+	if err != nil || n <= 0 || n > (1<<40)/unit {
+		return 0, errors.New("must be between 1 byte and 1TiB")
+	}
+	return n * unit, nil
+}
+
+var queueNameRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+func parseQueues(v string) (map[string]int, error) {
+	queues := make(map[string]int)
+	for part := range strings.SplitSeq(v, ",") {
+		name, weight, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok {
+			weight = "1"
+		}
+		name = strings.TrimSpace(name)
+		if !queueNameRe.MatchString(name) {
+			return nil, fmt.Errorf("queue name %q must be 1-64 letters, digits, '_', '.' or '-'", name)
+		}
+		w, err := strconv.Atoi(strings.TrimSpace(weight))
+		if err != nil || w < 1 || w > 1000 {
+			return nil, fmt.Errorf("queue %q: weight must be a whole number 1-1000", name)
+		}
+		if _, dup := queues[name]; dup {
+			return nil, fmt.Errorf("queue %q is listed twice", name)
+		}
+		queues[name] = w
+	}
+	return queues, nil
+}
+
+// MaxSizes is the most thumbnail widths one job may ask for.
+const MaxSizes = 16
+
+// MaxWidth is the largest thumbnail width in pixels.
+const MaxWidth = 10000
+
+// ParseSizes parses comma-separated thumbnail widths in pixels ("160,320"): each
+// 1..MaxWidth, at most MaxSizes, duplicates removed, returned in ascending order. The
+// upload route uses it for its `sizes` field too.
+func ParseSizes(v string) ([]int, error) {
+	var sizes []int
+	for part := range strings.SplitSeq(v, ",") {
+		part = strings.TrimSpace(part)
+		n, err := strconv.Atoi(part)
+		if err != nil || n < 1 || n > MaxWidth {
+			return nil, fmt.Errorf("width %q must be a whole number of pixels 1-%d", part, MaxWidth)
+		}
+		sizes = append(sizes, n)
+	}
+	slices.Sort(sizes)
+	sizes = slices.Compact(sizes)
+	if len(sizes) > MaxSizes {
+		return nil, fmt.Errorf("at most %d widths", MaxSizes)
+	}
+	return sizes, nil
+}
+
+func checkRedisURL(v string) error {
+	if v == "" {
+		return nil
+	}
+	u, err := url.Parse(v)
+	if err != nil {
+		return errors.New("is not a URL")
+	}
+	switch u.Scheme {
+	case "redis", "rediss":
+		if u.Host == "" {
+			return errors.New("needs a host, as in redis://host:6379")
+		}
+	case "unix":
+		if u.Path == "" {
+			return errors.New("needs a socket path, as in unix:///run/redis.sock")
+		}
+	default:
+		return fmt.Errorf("scheme %q is not one of redis, rediss, unix", u.Scheme)
+	}
+	return nil
+}
+
+func checkBlobURL(v string) error {
+	u, err := url.Parse(v)
+	if err != nil {
+		return errors.New("is not a URL")
+	}
+	switch u.Scheme {
+	case "file":
+		if u.Host != "" && u.Host != "." && u.Host != ".." {
+			return errors.New(`needs a path: file:///abs/dir or file://./relative/dir`)
+		}
+		if u.Host == "" && u.Path == "" {
+			return errors.New("needs a directory")
+		}
+	case "mem":
+	default:
+		return fmt.Errorf("scheme %q is not one of file, mem", u.Scheme)
+	}
+	return nil
+}

@@ -1,0 +1,124 @@
+package storage
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// WorkerBeat is what a worker process says about itself every heartbeat.
+type WorkerBeat struct {
+	ID          string    `json:"id"` // host:pid
+	Host        string    `json:"host"`
+	PID         int       `json:"pid"`
+	StartedAt   time.Time `json:"started_at"`
+	BeatAt      time.Time `json:"beat_at"`
+	Concurrency int       `json:"concurrency"`
+	Active      int64     `json:"active"`
+	Processed   int64     `json:"processed"`
+	Failed      int64     `json:"failed"`
+	LastSuccess time.Time `json:"last_success,omitzero"`
+}
+
+// Heartbeats records and reads worker heartbeats: a sorted set of worker ids scored by
+// their last beat (unix ms) and one expiring JSON record per worker, so the web tier,
+// in this process or on another machine, can tell whether any worker is alive. Safe for
+// concurrent use.
+type Heartbeats struct {
+	rdb redis.UniversalClient
+}
+
+// NewHeartbeats returns the heartbeat store on rdb.
+func NewHeartbeats(rdb redis.UniversalClient) *Heartbeats { return &Heartbeats{rdb: rdb} }
+
+const workersKey = KeyPrefix + "workers"
+
+func workerKey(id string) string { return KeyPrefix + "worker:" + id }
+
+// WorkerID is the id a worker process on host with pid beats under.
+func WorkerID(host string, pid int) string { return host + ":" + strconv.Itoa(pid) }
+
+// Beat records b; the record lives ttl, so a dead worker's disappears by itself.
+func (h *Heartbeats) Beat(ctx context.Context, b WorkerBeat, ttl time.Duration) error {
+	data, err := json.Marshal(b)
+	if err != nil {
+		return fmt.Errorf("encode heartbeat: %w", err)
+	}
+	_, err = h.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, workerKey(b.ID), data, ttl)
+		p.ZAdd(ctx, workersKey, redis.Z{Score: float64(b.BeatAt.UnixMilli()), Member: b.ID})
+		// Forget workers silent for 10 ttls, so the set stays small.
+		p.ZRemRangeByScore(ctx, workersKey, "-inf", strconv.FormatInt(b.BeatAt.Add(-10*ttl).UnixMilli(), 10))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("heartbeat: %w", err)
+	}
+	return nil
+}
+
+// Remove deletes a worker's heartbeat, as a worker does when it stops cleanly.
+func (h *Heartbeats) Remove(ctx context.Context, id string) error {
+	_, err := h.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, workerKey(id))
+		p.ZRem(ctx, workersKey, id)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("remove heartbeat: %w", err)
+	}
+	return nil
+}
+
+// Get returns the live heartbeat of worker id, and false when there is none.
+func (h *Heartbeats) Get(ctx context.Context, id string) (WorkerBeat, bool, error) {
+	data, err := h.rdb.Get(ctx, workerKey(id)).Bytes()
+	if err == redis.Nil {
+		return WorkerBeat{}, false, nil
+	}
+	if err != nil {
+		return WorkerBeat{}, false, fmt.Errorf("read heartbeat %s: %w", id, err)
+	}
+	var b WorkerBeat
+	if err := json.Unmarshal(data, &b); err != nil {
+		return WorkerBeat{}, false, fmt.Errorf("decode heartbeat %s: %w", id, err)
+	}
+	return b, true, nil
+}
+
+// Live returns the heartbeats of workers that beat after since, in two round trips.
+func (h *Heartbeats) Live(ctx context.Context, since time.Time) ([]WorkerBeat, error) {
+	ids, err := h.rdb.ZRangeByScore(ctx, workersKey, &redis.ZRangeBy{
+		Min: strconv.FormatInt(since.UnixMilli(), 10), Max: "+inf",
+	}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list workers: %w", err)
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = workerKey(id)
+	}
+	vals, err := h.rdb.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read workers: %w", err)
+	}
+	beats := make([]WorkerBeat, 0, len(vals))
+	for _, v := range vals {
+		s, ok := v.(string)
+		if !ok {
+			continue // expired between the two reads
+		}
+		var b WorkerBeat
+		if json.Unmarshal([]byte(s), &b) == nil {
+			beats = append(beats, b)
+		}
+	}
+	return beats, nil
+}

@@ -1,0 +1,189 @@
+package storage
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Job states, as asynq names them, so the web tier and the queue agree.
+const (
+	StatePending   = "pending"
+	StateScheduled = "scheduled"
+	StateActive    = "active"
+	StateRetry     = "retry"
+	StateCompleted = "completed"
+	StateFailed    = "failed"
+)
+
+// ErrNotFound is returned when a job record does not exist (never created, or past
+// its retention).
+var ErrNotFound = errors.New("not found")
+
+// ErrCompleted is returned by Jobs.Start for a job whose record already says
+// completed: delivery is at-least-once, and a finished job must not run again.
+var ErrCompleted = errors.New("job already completed")
+
+// Progress is how much of a job is done, in the job's own units (sizes, rows, steps).
+type Progress struct {
+	Done  int64 `json:"done"`
+	Total int64 `json:"total"`
+}
+
+// Job is the durable record of one task: what the web tier reports at
+// /api/v1/jobs/{id}, kept JOB_RETENTION after the last change whatever asynq retains.
+type Job struct {
+	ID          string          `json:"id"`
+	Type        string          `json:"type"`
+	Queue       string          `json:"queue"`
+	State       string          `json:"state"`
+	Attempts    int             `json:"attempts"`
+	Progress    Progress        `json:"progress"`
+	Result      json.RawMessage `json:"result"`
+	Error       string          `json:"error"`
+	CreatedAt   time.Time       `json:"created_at"`
+	CompletedAt *time.Time      `json:"completed_at"`
+}
+
+// Jobs stores job records in Redis, one hash per job at shoestring:job:{id}, with a
+// TTL of the retention renewed on every write. Safe for concurrent use; every method
+// is one round trip.
+type Jobs struct {
+	rdb       redis.UniversalClient
+	retention time.Duration
+}
+
+// NewJobs returns a job store on rdb; records expire retention after their last change.
+func NewJobs(rdb redis.UniversalClient, retention time.Duration) *Jobs {
+	return &Jobs{rdb: rdb, retention: retention}
+}
+
+func jobKey(id string) string { return KeyPrefix + "job:" + id }
+
+const recentKey = KeyPrefix + "jobs:recent"
+
+// recentMax bounds the index of recent jobs kept for the dashboard.
+const recentMax = 1000
+
+// Create writes a new record for j (state pending or scheduled, attempts 0).
+func (s *Jobs) Create(ctx context.Context, j Job) error {
+	key := jobKey(j.ID)
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, key, "type", j.Type, "queue", j.Queue, "state", j.State, "attempts", 0,
+			"done", 0, "total", 0, "created_at", j.CreatedAt.UTC().Format(time.RFC3339Nano))
+		p.Expire(ctx, key, s.retention)
+		p.ZAdd(ctx, recentKey, redis.Z{Score: float64(j.CreatedAt.UnixMilli()), Member: j.ID})
+		p.ZRemRangeByRank(ctx, recentKey, 0, -recentMax-1)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("create job %s: %w", j.ID, err)
+	}
+	return nil
+}
+
+// Delete removes a record; the web tier uses it to undo Create when enqueueing fails.
+func (s *Jobs) Delete(ctx context.Context, id string) error {
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, jobKey(id))
+		p.ZRem(ctx, recentKey, id)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete job %s: %w", id, err)
+	}
+	return nil
+}
+
+// Get returns the record of id, or ErrNotFound.
+func (s *Jobs) Get(ctx context.Context, id string) (Job, error) {
+	m, err := s.rdb.HGetAll(ctx, jobKey(id)).Result()
+	if err != nil {
+		return Job{}, fmt.Errorf("get job %s: %w", id, err)
+	}
+	if len(m) == 0 {
+		return Job{}, ErrNotFound
+	}
+	j := Job{ID: id, Type: m["type"], Queue: m["queue"], State: m["state"], Error: m["error"]}
+	j.Attempts, _ = strconv.Atoi(m["attempts"])
+	j.Progress.Done, _ = strconv.ParseInt(m["done"], 10, 64)
+	j.Progress.Total, _ = strconv.ParseInt(m["total"], 10, 64)
+	if r := m["result"]; r != "" {
+		j.Result = json.RawMessage(r)
+	}
+	j.CreatedAt, _ = time.Parse(time.RFC3339Nano, m["created_at"])
+	if c := m["completed_at"]; c != "" {
+		t, err := time.Parse(time.RFC3339Nano, c)
+		if err == nil {
+			j.CompletedAt = &t
+		}
+	}
+	return j, nil
+}
+
+//go:embed start.lua
+var startLua string
+
+var startScript = redis.NewScript(startLua)
+
+// Start marks id active and counts the attempt, creating the record when a task was
+// enqueued without one. It returns the attempt number (1 for the first run), or
+// ErrCompleted when the record already says completed, in which case nothing changes.
+func (s *Jobs) Start(ctx context.Context, id, typ, queue string, now time.Time) (int, error) {
+	n, err := startScript.Run(ctx, s.rdb, []string{jobKey(id)},
+		typ, queue, now.UTC().Format(time.RFC3339Nano), int64(s.retention/time.Second)).Int()
+	if err != nil {
+		return 0, fmt.Errorf("start job %s: %w", id, err)
+	}
+	if n < 0 {
+		return 0, ErrCompleted
+	}
+	return n, nil
+}
+
+// SetProgress records done of total units.
+func (s *Jobs) SetProgress(ctx context.Context, id string, p Progress) error {
+	return s.set(ctx, id, "done", p.Done, "total", p.Total)
+}
+
+// Finish records the outcome of one attempt. state is completed or failed (final; the
+// completion time is set), or retry or pending (the task goes round again). result is
+// JSON or nil; errMsg is empty on success.
+func (s *Jobs) Finish(ctx context.Context, id, state string, result []byte, errMsg string, now time.Time) error {
+	args := []any{"state", state, "error", errMsg}
+	if result != nil {
+		args = append(args, "result", string(result))
+	}
+	if state == StateCompleted || state == StateFailed {
+		args = append(args, "completed_at", now.UTC().Format(time.RFC3339Nano))
+	}
+	return s.set(ctx, id, args...)
+}
+
+func (s *Jobs) set(ctx context.Context, id string, args ...any) error {
+	key := jobKey(id)
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, key, args...)
+		p.Expire(ctx, key, s.retention)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("update job %s: %w", id, err)
+	}
+	return nil
+}
+
+// Recent returns the ids of up to n most recently created jobs, newest first.
+func (s *Jobs) Recent(ctx context.Context, n int64) ([]string, error) {
+	ids, err := s.rdb.ZRevRange(ctx, recentKey, 0, n-1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("recent jobs: %w", err)
+	}
+	return ids, nil
+}

@@ -1,0 +1,13 @@
+-- KEYS[1] job hash; ARGV: type, queue, now (RFC 3339), ttl seconds.
+-- Returns the new attempt count, or -1 when the job already completed.
+local key = KEYS[1]
+if redis.call("HGET", key, "state") == "completed" then
+  return -1
+end
+redis.call("HSETNX", key, "type", ARGV[1])
+redis.call("HSETNX", key, "queue", ARGV[2])
+redis.call("HSETNX", key, "created_at", ARGV[3])
+redis.call("HSET", key, "state", "active", "error", "")
+local n = redis.call("HINCRBY", key, "attempts", 1)
+redis.call("EXPIRE", key, ARGV[4])
+return n

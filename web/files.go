@@ -1,0 +1,41 @@
+package web
+
+import (
+	"fmt"
+	"net/http"
+	"regexp"
+
+	"github.com/gorilla/mux"
+	"gocloud.dev/gcerrors"
+)
+
+// blobKeyRe admits keys of segments that start with a letter, digit, '_' or '-': no
+// "..", no hidden files (fileblob's .attrs sidecars), no absolute paths.
+var blobKeyRe = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$`)
+
+// handleFileGet serves a stored blob with its content type: GET /api/v1/files/{key...}.
+// Range and conditional requests work (http.ServeContent).
+func handleFileGet(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key := mux.Vars(r)["key"]
+		if len(key) > 512 || !blobKeyRe.MatchString(key) {
+			writeError(w, r, d.Logger, &apiError{Status: http.StatusNotFound, Msg: "no such file"})
+			return
+		}
+		rd, err := d.Bucket.NewReader(r.Context(), key, nil)
+		if gcerrors.Code(err) == gcerrors.NotFound {
+			writeError(w, r, d.Logger, &apiError{Status: http.StatusNotFound, Msg: "no such file"})
+			return
+		}
+		if err != nil {
+			writeError(w, r, d.Logger, fmt.Errorf("open %s: %w", key, err))
+			return
+		}
+		defer rd.Close()
+		w.Header().Set("Content-Type", rd.ContentType())
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		// Keys are never reused: a job id is random and a thumbnail is made once.
+		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+		http.ServeContent(w, r, "", rd.ModTime(), rd)
+	})
+}

@@ -1,0 +1,280 @@
+// Package worker runs tasks: the asynq server with shoestring's task handlers, the
+// checkpoints that let long work resume, the heartbeat that tells the web tier a worker
+// is alive, and the supervisor with which the combined-mode parent runs its child.
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"gocloud.dev/blob"
+
+	"github.com/shoestring-go/shoestring/storage"
+	"github.com/shoestring-go/shoestring/worker/task"
+)
+
+// Heartbeat timing: a worker beats every HeartbeatInterval; its beat is considered live
+// for HeartbeatTTL (several missed beats), after which it counts as dead.
+const (
+	HeartbeatInterval = 2 * time.Second
+	HeartbeatTTL      = 10 * time.Second
+)
+
+// Config is what a worker process needs beyond its dependencies.
+type Config struct {
+	Concurrency     int
+	Queues          map[string]int
+	ShutdownTimeout time.Duration // in-flight tasks get this long to finish on Stop, then are requeued
+	MaxImagePixels  int64
+	Retention       time.Duration // lifetime of checkpoints, as of job records
+	LogLevel        slog.Level
+}
+
+// Task is one delivery of a task to a Handler.
+type Task struct {
+	ID         string
+	Type       string
+	Queue      string
+	Payload    []byte
+	Attempt    int // 1 for the first run, counting runs interrupted by a crash or shutdown
+	Checkpoint *Checkpoint
+}
+
+// Handler does the work of one task and returns its result, which is stored
+// JSON-encoded in the job record. An error wrapping asynq.SkipRetry fails the task at
+// once; any other error retries it while its retry budget lasts. Handlers must honour
+// ctx (it is cancelled at the task's deadline and when a shutdown runs out of time) and
+// be idempotent: delivery is at-least-once.
+type Handler func(ctx context.Context, t *Task) (any, error)
+
+// Worker is one worker process's task runner. Start it once; Stop it once or more.
+type Worker struct {
+	cfg    Config
+	rdb    redis.UniversalClient
+	jobs   *storage.Jobs
+	beats  *storage.Heartbeats
+	logger *slog.Logger
+	id     string
+
+	srv      *asynq.Server
+	handlers map[string]Handler
+
+	stopping atomic.Bool // set when Stop begins: interrupted tasks are requeued, not failed
+	// Counters, written by task goroutines, read by the heartbeat goroutine.
+	active, processed, failed atomic.Int64
+	lastSuccess               atomic.Int64 // unix nanoseconds
+
+	startedAt time.Time
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup // the heartbeat goroutine
+	stopOnce  sync.Once
+	started   bool
+}
+
+// New returns a worker serving the built-in task types (echo, image:thumbnail) from
+// cfg.Queues on rdb, reading and writing blobs in bucket.
+func New(cfg Config, rdb redis.UniversalClient, bucket *blob.Bucket, logger *slog.Logger) *Worker {
+	host, _ := os.Hostname()
+	w := &Worker{
+		cfg:    cfg,
+		rdb:    rdb,
+		jobs:   storage.NewJobs(rdb, cfg.Retention),
+		beats:  storage.NewHeartbeats(rdb),
+		logger: logger,
+		id:     storage.WorkerID(host, os.Getpid()),
+	}
+	w.handlers = map[string]Handler{
+		task.TypeEcho:      handleEcho,
+		task.TypeThumbnail: thumbnailHandler(bucket, cfg.MaxImagePixels),
+	}
+	return w
+}
+
+// ID is the id this worker's heartbeat is recorded under (host:pid).
+func (w *Worker) ID() string { return w.id }
+
+// Start starts the asynq server and the heartbeat, and returns once tasks are being
+// fetched. Errors: Redis unreachable, or a second Start.
+func (w *Worker) Start(ctx context.Context) error {
+	if w.started {
+		return errors.New("worker already started")
+	}
+	w.started = true
+	w.startedAt = time.Now()
+	w.srv = asynq.NewServerFromRedisClient(w.rdb, asynq.Config{
+		Concurrency:     w.cfg.Concurrency,
+		Queues:          w.cfg.Queues,
+		ShutdownTimeout: w.cfg.ShutdownTimeout,
+		Logger:          asynqLogger{w.logger.With("component", "asynq")},
+		LogLevel:        asynqLevel(w.cfg.LogLevel),
+		// asynq polls; 1 s (its default) adds up to 1.5 s of latency to every task
+		// enqueued while the worker is idle.
+		TaskCheckInterval:        250 * time.Millisecond,
+		DelayedTaskCheckInterval: time.Second,
+	})
+	mux := asynq.NewServeMux()
+	for typ, h := range w.handlers {
+		mux.Handle(typ, w.wrap(h))
+	}
+	if err := w.srv.Start(mux); err != nil {
+		return fmt.Errorf("start asynq server: %w", err)
+	}
+	// The first beat before Start returns: the parent turns Ready on it.
+	if err := w.beat(ctx); err != nil {
+		w.logger.WarnContext(ctx, "first heartbeat", "err", err)
+	}
+	ctx, w.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	w.wg.Add(1)
+	go w.heartbeatLoop(ctx)
+	w.logger.InfoContext(ctx, "worker started", "worker_id", w.id, "concurrency", w.cfg.Concurrency, "queues", w.cfg.Queues)
+	return nil
+}
+
+// Stop stops fetching, gives in-flight tasks ShutdownTimeout to finish, requeues the
+// rest, and removes the heartbeat. It blocks until done; safe if never started or
+// called twice.
+func (w *Worker) Stop() {
+	w.stopOnce.Do(func() {
+		if !w.started {
+			return
+		}
+		w.stopping.Store(true)
+		w.srv.Shutdown()
+		w.cancel()
+		w.wg.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := w.beats.Remove(ctx, w.id); err != nil {
+			w.logger.Warn("remove heartbeat", "err", err)
+		}
+		w.logger.Info("worker stopped", "processed", w.processed.Load(), "failed", w.failed.Load())
+	})
+}
+
+func (w *Worker) heartbeatLoop(ctx context.Context) {
+	defer w.wg.Done()
+	t := time.NewTicker(HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := w.beat(ctx); err != nil && ctx.Err() == nil {
+				w.logger.WarnContext(ctx, "heartbeat", "err", err)
+			}
+		}
+	}
+}
+
+func (w *Worker) beat(ctx context.Context) error {
+	host, _ := os.Hostname()
+	b := storage.WorkerBeat{
+		ID: w.id, Host: host, PID: os.Getpid(), StartedAt: w.startedAt, BeatAt: time.Now(),
+		Concurrency: w.cfg.Concurrency,
+		Active:      w.active.Load(), Processed: w.processed.Load(), Failed: w.failed.Load(),
+	}
+	if ns := w.lastSuccess.Load(); ns != 0 {
+		b.LastSuccess = time.Unix(0, ns)
+	}
+	ctx, cancel := context.WithTimeout(ctx, HeartbeatInterval)
+	defer cancel()
+	return w.beats.Beat(ctx, b, HeartbeatTTL)
+}
+
+// wrap turns a Handler into an asynq handler that keeps the job record true: active
+// with the attempt counted on start; completed with the result, retry, failed, or back
+// to pending when a shutdown interrupted it. A job whose record already says completed
+// is acknowledged without running again.
+func (w *Worker) wrap(h Handler) asynq.Handler {
+	return asynq.HandlerFunc(func(ctx context.Context, at *asynq.Task) (err error) {
+		id, _ := asynq.GetTaskID(ctx)
+		queue, _ := asynq.GetQueueName(ctx)
+		log := w.logger.With("task_id", id, "task_type", at.Type(), "queue", queue)
+
+		attempt, err := w.jobs.Start(ctx, id, at.Type(), queue, time.Now())
+		if errors.Is(err, storage.ErrCompleted) {
+			log.InfoContext(ctx, "task already completed; not running it again")
+			return nil
+		}
+		if err != nil {
+			return err // Redis trouble: let asynq retry the delivery
+		}
+		w.active.Add(1)
+		defer w.active.Add(-1)
+		cp := &Checkpoint{rdb: w.rdb, jobs: w.jobs, id: id, ttl: w.cfg.Retention}
+		t := &Task{ID: id, Type: at.Type(), Queue: queue, Payload: at.Payload(), Attempt: attempt, Checkpoint: cp}
+
+		start := time.Now()
+		log.DebugContext(ctx, "task started", "attempt", attempt)
+		result, err := runHandler(ctx, h, t)
+		w.record(ctx, log, t, result, err, time.Since(start))
+		return err
+	})
+}
+
+// runHandler calls h, turning a panic into an error so the job record says what happened.
+func runHandler(ctx context.Context, h Handler, t *Task) (result any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic: %v\n%s", p, debug.Stack())
+		}
+	}()
+	return h(ctx, t)
+}
+
+// record writes the outcome of one attempt. It uses a context of its own: the task's
+// may be cancelled already, and the outcome must still be written.
+func (w *Worker) record(ctx context.Context, log *slog.Logger, t *Task, result any, taskErr error, took time.Duration) {
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	now := time.Now()
+	var state, msg string
+	var data []byte
+	switch {
+	case taskErr == nil:
+		state = storage.StateCompleted
+		var err error
+		if data, err = json.Marshal(result); err != nil {
+			data = nil
+			log.ErrorContext(ctx, "encode task result", "err", err)
+		}
+		w.processed.Add(1)
+		w.lastSuccess.Store(now.UnixNano())
+	case w.stopping.Load() && ctx.Err() != nil:
+		// asynq gave up waiting at shutdown and requeued the task.
+		state, msg = storage.StatePending, "interrupted by shutdown; returned to its queue"
+	default:
+		msg = taskErr.Error()
+		retried, _ := asynq.GetRetryCount(ctx)
+		maxRetry, _ := asynq.GetMaxRetry(ctx)
+		state = storage.StateRetry
+		if errors.Is(taskErr, asynq.SkipRetry) || retried >= maxRetry {
+			state = storage.StateFailed
+		}
+		w.failed.Add(1)
+	}
+	if err := w.jobs.Finish(wctx, t.ID, state, data, msg, now); err != nil {
+		log.ErrorContext(ctx, "record task outcome", "state", state, "err", err)
+	}
+	if state == storage.StateCompleted || state == storage.StateFailed {
+		if err := t.Checkpoint.remove(wctx); err != nil {
+			log.WarnContext(ctx, "remove checkpoint", "err", err)
+		}
+	}
+	level := slog.LevelInfo
+	if state != storage.StateCompleted {
+		level = slog.LevelWarn
+	}
+	log.Log(ctx, level, "task "+state, "attempt", t.Attempt, "duration_ms", took.Milliseconds(), "err", msg)
+}
