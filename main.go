@@ -102,6 +102,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		proc = "worker"
 	}
 	logger := newLogger(cfg, stdout).With("proc", proc)
+	redis.SetLogger(storage.RedisLogger{L: logger.With("component", "go-redis")})
 	switch mode {
 	case "web":
 		return runWeb(ctx, cfg, logger, nil)

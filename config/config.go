@@ -84,7 +84,10 @@ var settings = []Setting{
 	{Name: "BLOB_URL", Default: "file://./data/blobs", Description: "Where uploads and results are kept: `file:///abs/dir`, `file://./relative/dir` or `mem://`.",
 		set: func(c *Config, v string) error { c.BlobURL = v; return checkBlobURL(v) }},
 	{Name: "WORKER_CONCURRENCY", Default: "10", Description: "Tasks one worker process runs at once (1-1000).",
-		set: func(c *Config, v string) (err error) { c.WorkerConcurrency, err = parseIntRange(v, 1, 1000); return err }},
+		set: func(c *Config, v string) (err error) {
+			c.WorkerConcurrency, err = parseIntRange(v, 1, 1000)
+			return err
+		}},
 	{Name: "QUEUES", Default: "critical=6,default=3,low=1", Description: "Queues the worker serves as `name=weight,...`; a queue with weight 6 is picked 6 times as often as one with weight 1.",
 		set: func(c *Config, v string) (err error) { c.Queues, err = parseQueues(v); return err }},
 	{Name: "SHUTDOWN_TIMEOUT", Default: "25s", Description: "Graceful stop budget (Heroku allows 30 s): in-flight tasks finish or go back to their queue within it.",

@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -94,4 +95,14 @@ func OpenBucket(ctx context.Context, rawURL string) (*blob.Bucket, error) {
 		}
 		return b, nil
 	}
+}
+
+// RedisLogger routes go-redis's own log lines (connection pool dial failures, mostly,
+// which repeat for as long as Redis is down) to slog at debug level; the redis health
+// check is where an outage shows.
+type RedisLogger struct{ L *slog.Logger }
+
+// Printf logs one go-redis line.
+func (r RedisLogger) Printf(ctx context.Context, format string, v ...any) {
+	r.L.DebugContext(ctx, fmt.Sprintf(format, v...))
 }

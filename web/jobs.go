@@ -103,7 +103,9 @@ const (
 )
 
 func (req jobRequest) options(queues map[string]int) (string, time.Duration, []asynq.Option, error) {
-	bad := func(field, msg string) error { return &apiError{Status: http.StatusBadRequest, Msg: field + " " + msg, Field: field} }
+	bad := func(field, msg string) error {
+		return &apiError{Status: http.StatusBadRequest, Msg: field + " " + msg, Field: field}
+	}
 	var opts []asynq.Option
 	queue := req.Queue
 	if queue == "" {

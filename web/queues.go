@@ -14,7 +14,7 @@ type queueStats struct {
 	Scheduled int     `json:"scheduled"`
 	Retry     int     `json:"retry"`
 	Failed    int     `json:"failed"`
-	Processed int     `json:"processed"` // today (UTC), as asynq counts
+	Processed int     `json:"processed"`  // today (UTC), as asynq counts
 	LatencyMS float64 `json:"latency_ms"` // age of the oldest pending task
 	Paused    bool    `json:"paused"`
 }

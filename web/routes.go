@@ -20,12 +20,11 @@ func addRoutes(d Deps) http.Handler {
 		r.Handle("/health/"+name, d.Health.One(name)).Methods(get...)
 	}
 
-	api := r.PathPrefix("/api/v1").Subrouter()
-	api.Handle("/images", handleImageCreate(d)).Methods(http.MethodPost)
-	api.Handle("/jobs", handleJobCreate(d)).Methods(http.MethodPost)
-	api.Handle("/jobs/{id}", handleJobGet(d)).Methods(get...)
-	api.Handle("/files/{key:.+}", handleFileGet(d)).Methods(get...)
-	api.Handle("/queues", handleQueues(d)).Methods(get...)
+	r.Handle("/api/v1/images", handleImageCreate(d)).Methods(http.MethodPost)
+	r.Handle("/api/v1/jobs", handleJobCreate(d)).Methods(http.MethodPost)
+	r.Handle("/api/v1/jobs/{id}", handleJobGet(d)).Methods(get...)
+	r.Handle("/api/v1/files/{key:.+}", handleFileGet(d)).Methods(get...)
+	r.Handle("/api/v1/queues", handleQueues(d)).Methods(get...)
 
 	return recoverPanics(d.Logger, logRequests(d.Logger, r))
 }

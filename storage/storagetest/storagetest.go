@@ -38,6 +38,8 @@ const (
 	reapTimeout = 10 * time.Second
 	// startAttempts is how many free ports a first start tries before giving up.
 	startAttempts = 5
+	// probeTimeout bounds one readiness probe: connect, PING and INFO.
+	probeTimeout = 250 * time.Millisecond
 	// pollInterval is the pause between two readiness probes.
 	pollInterval = 20 * time.Millisecond
 	// retryBackoff is the pause between two restart attempts on the same port.
@@ -417,12 +419,14 @@ func waitReady(p *process, addr string, deadline time.Time) error {
 // probe returns nil when the server at addr answers PING with PONG (not LOADING) and
 // INFO server shows process_id pid.
 func probe(addr string, pid int) error {
-	conn, err := net.DialTimeout("tcp", addr, 250*time.Millisecond)
+	// Short, because a process that holds the port without answering would otherwise
+	// stall every retry; a probe that times out is simply repeated.
+	conn, err := net.DialTimeout("tcp", addr, probeTimeout)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	if err := conn.SetDeadline(time.Now().Add(time.Second)); err != nil {
+	if err := conn.SetDeadline(time.Now().Add(probeTimeout)); err != nil {
 		return err
 	}
 	if _, err := io.WriteString(conn, "*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n"); err != nil {

@@ -199,10 +199,12 @@ func TestStartWaitsForBusyPort(t *testing.T) {
 			})
 		}
 	})
-	// Release the port once Start has been fooled at least once, or after a while.
+	// Release the port a while after Start first probed the impostor, so that the
+	// redis-server started by that attempt has surely failed to bind.
 	wg.Go(func() {
 		select {
 		case <-probedCh:
+			<-time.After(300 * time.Millisecond)
 		case <-time.After(2 * time.Second):
 		}
 		ln.Close()
