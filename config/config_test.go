@@ -1,0 +1,148 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"log/slog"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var update = flag.Bool("update", false, "rewrite the configuration table in ../README.md")
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := Load(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		Port: 8080, BlobURL: "file://./data/blobs", WorkerConcurrency: 10,
+		Queues:          map[string]int{"critical": 6, "default": 3, "low": 1},
+		ShutdownTimeout: 25 * time.Second, MaxUploadBytes: 20 << 20, MaxImagePixels: 50_000_000,
+		ThumbnailSizes: []int{160, 320, 640}, LogLevel: slog.LevelInfo, LogFormat: "text",
+		HealthDetails: DetailsAuthorized, HealthTimeout: 2 * time.Second, JobRetention: 168 * time.Hour,
+	}
+	if diff := cmp.Diff(want, c); diff != "" {
+		t.Errorf("defaults (-want +got):\n%s", diff)
+	}
+}
+
+func TestValues(t *testing.T) {
+	t.Parallel()
+	c, err := Load(env(map[string]string{
+		"PORT": "5000", "REDIS_URL": "rediss://u:p@redis.example:6380/2", "REDIS_TLS_SKIP_VERIFY": "true",
+		"BLOB_URL": "mem://", "WORKER_CONCURRENCY": "3", "QUEUES": " images=5, default ",
+		"SHUTDOWN_TIMEOUT": "9", "MAX_UPLOAD_BYTES": "5MB", "MAX_IMAGE_PIXELS": "1000000",
+		"THUMBNAIL_SIZES": "640, 100,100", "LOG_LEVEL": "debug", "LOG_FORMAT": "json",
+		"HEALTH_DETAILS": "always", "HEALTH_TIMEOUT": "500ms", "JOB_RETENTION": "24h",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		Port: 5000, RedisURL: "rediss://u:p@redis.example:6380/2", RedisTLSSkipVerify: true, BlobURL: "mem://",
+		WorkerConcurrency: 3, Queues: map[string]int{"images": 5, "default": 1}, ShutdownTimeout: 9 * time.Second,
+		MaxUploadBytes: 5_000_000, MaxImagePixels: 1_000_000, ThumbnailSizes: []int{100, 640},
+		LogLevel: slog.LevelDebug, LogFormat: "json", HealthDetails: DetailsAlways,
+		HealthTimeout: 500 * time.Millisecond, JobRetention: 24 * time.Hour,
+	}
+	if diff := cmp.Diff(want, c); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+// TestEveryProblemAtOnce: one Load names every bad variable, and never a secret value.
+func TestEveryProblemAtOnce(t *testing.T) {
+	t.Parallel()
+	bad := map[string]string{
+		"PORT": "70000", "REDIS_URL": "http://user:topsecret@host", "REDIS_TLS_SKIP_VERIFY": "maybe",
+		"BLOB_URL": "s4://bucket", "WORKER_CONCURRENCY": "-1", "QUEUES": "a=1,a=2",
+		"SHUTDOWN_TIMEOUT": "1h", "MAX_UPLOAD_BYTES": "12 furlongs", "MAX_IMAGE_PIXELS": "many",
+		"THUMBNAIL_SIZES": "0", "LOG_LEVEL": "loud", "LOG_FORMAT": "xml", "HEALTH_DETAILS": "sometimes",
+		"HEALTH_TIMEOUT": "1ns", "JOB_RETENTION": "forever",
+	}
+	_, err := Load(env(bad))
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("err = %v, want *Error", err)
+	}
+	if len(ce.Problems) != len(bad) {
+		t.Errorf("%d problems for %d bad settings:\n%v", len(ce.Problems), len(bad), err)
+	}
+	for name := range bad {
+		if !strings.Contains(err.Error(), name+":") {
+			t.Errorf("no problem names %s", name)
+		}
+	}
+	if strings.Contains(err.Error(), "topsecret") {
+		t.Errorf("secret echoed: %v", err)
+	}
+}
+
+func TestParseQueuesAndSizes(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in      string
+		wantErr bool
+	}{
+		{"default", false}, {"a=1,b=1000", false}, {"a=0", true}, {"a b=1", true}, {"=3", true}, {"a=1,", true},
+	} {
+		if _, err := parseQueues(tc.in); (err != nil) != tc.wantErr {
+			t.Errorf("parseQueues(%q) err = %v", tc.in, err)
+		}
+	}
+	if _, err := ParseSizes("1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17"); err == nil {
+		t.Errorf("17 sizes accepted")
+	}
+	if got, err := ParseSizes("10,10,10"); err != nil || !cmp.Equal(got, []int{10}) {
+		t.Errorf("ParseSizes dedupe: %v %v", got, err)
+	}
+}
+
+func TestEnvRoundTrip(t *testing.T) {
+	t.Parallel()
+	in := map[string]string{"PORT": "1234", "QUEUES": "x=2", "NOT_A_SETTING": "y"}
+	got := Env(env(in))
+	if diff := cmp.Diff([]string{"PORT=1234", "QUEUES=x=2"}, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+func TestRedacted(t *testing.T) {
+	t.Parallel()
+	if got := Redacted("redis://user:pw@host:6379/0"); strings.Contains(got, "pw@") {
+		t.Errorf("Redacted = %q", got)
+	}
+}
+
+// TestREADMETable keeps README.md's configuration table equal to the settings list.
+// `go test ./config -update` rewrites it.
+func TestREADMETable(t *testing.T) {
+	const path = "../README.md"
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`(?s)(<!-- config:start[^\n]*-->\n).*?(<!-- config:end -->)`)
+	if !re.Match(raw) {
+		t.Fatal("README.md lacks the config:start/config:end markers")
+	}
+	want := []byte(re.ReplaceAllString(string(raw), "${1}"+strings.ReplaceAll(MarkdownTable(), "$", "$$")+"${2}"))
+	if *update {
+		if err := os.WriteFile(path, want, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if diff := cmp.Diff(string(want), string(raw)); diff != "" {
+		t.Errorf("README.md table is stale; run go test ./config -update (-want +got):\n%s", diff)
+	}
+}
