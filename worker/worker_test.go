@@ -1,0 +1,268 @@
+package worker
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"image"
+	"image/color"
+	"image/jpeg"
+	"io"
+	"log/slog"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"gocloud.dev/blob"
+	"gocloud.dev/blob/memblob"
+
+	"github.com/shoestring-go/shoestring/storage"
+	"github.com/shoestring-go/shoestring/storage/storagetest"
+	"github.com/shoestring-go/shoestring/worker/task"
+)
+
+type fixture struct {
+	rdb    *redis.Client
+	bucket *blob.Bucket
+	jobs   *storage.Jobs
+	client *asynq.Client
+	w      *Worker
+}
+
+func startWorker(tb testing.TB) *fixture {
+	tb.Helper()
+	r := storagetest.StartRedis(tb)
+	rdb := r.Client(tb)
+	bucket := memblob.OpenBucket(nil)
+	tb.Cleanup(func() { bucket.Close() })
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	w := New(Config{Concurrency: 2, Queues: map[string]int{"default": 1}, ShutdownTimeout: 2 * time.Second,
+		MaxImagePixels: 1 << 20, Retention: time.Hour}, rdb, bucket, logger)
+	if err := w.Start(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(w.Stop)
+	return &fixture{rdb: rdb, bucket: bucket, jobs: storage.NewJobs(rdb, time.Hour), client: asynq.NewClientFromRedisClient(rdb), w: w}
+}
+
+func (f *fixture) enqueue(tb testing.TB, id, typ string, payload any, opts ...asynq.Option) {
+	tb.Helper()
+	data, _ := json.Marshal(payload)
+	ctx := context.Background()
+	if err := f.jobs.Create(ctx, storage.Job{ID: id, Type: typ, Queue: "default", State: storage.StatePending, CreatedAt: time.Now()}); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := f.client.Enqueue(asynq.NewTask(typ, data), append(opts, asynq.TaskID(id))...); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func (f *fixture) wait(tb testing.TB, id string) storage.Job {
+	tb.Helper()
+	var j storage.Job
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var err error
+		j, err = f.jobs.Get(context.Background(), id)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if j.State == storage.StateCompleted || j.State == storage.StateFailed {
+			return j
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("job %s still %s", id, j.State)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func jpegOf(tb testing.TB, w, h int) []byte {
+	tb.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	for i := range img.Pix {
+		img.Pix[i] = 200
+	}
+	img.Set(0, 0, color.Black)
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, img, nil); err != nil {
+		tb.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestEcho(t *testing.T) {
+	t.Parallel()
+	f := startWorker(t)
+	f.enqueue(t, "echo1", task.TypeEcho, task.Echo{Message: "hello", SleepMS: 10})
+	j := f.wait(t, "echo1")
+	if j.State != storage.StateCompleted || j.Attempts != 1 || string(j.Result) != `{"message":"hello"}` || j.CompletedAt == nil {
+		t.Fatalf("job = %+v", j)
+	}
+}
+
+// TestThumbnailResumesFromCheckpoint: a retried thumbnail task skips the sizes its
+// checkpoint says are done (their blobs are not rewritten) and makes only the rest.
+func TestThumbnailResumesFromCheckpoint(t *testing.T) {
+	t.Parallel()
+	f := startWorker(t)
+	ctx := context.Background()
+	const id = "resume1"
+	key := task.UploadKey("resume1", "jpeg")
+	if err := f.bucket.WriteAll(ctx, key, jpegOf(t, 80, 40), &blob.WriterOptions{ContentType: "image/jpeg"}); err != nil {
+		t.Fatal(err)
+	}
+	// As if an earlier attempt made width 10 and was killed before width 20.
+	sentinel := []byte("made by the earlier attempt")
+	done := task.Thumb{Width: 10, Height: 5, URL: FilesPath + task.ThumbnailKey(id, 10), Bytes: int64(len(sentinel))}
+	if err := f.bucket.WriteAll(ctx, task.ThumbnailKey(id, 10), sentinel, &blob.WriterOptions{ContentType: "image/jpeg"}); err != nil {
+		t.Fatal(err)
+	}
+	cp := &Checkpoint{rdb: f.rdb, jobs: f.jobs, id: id, ttl: time.Hour}
+	if err := cp.Save(ctx, thumbnailState{Next: 1, Thumbnails: []task.Thumb{done}}); err != nil {
+		t.Fatal(err)
+	}
+
+	f.enqueue(t, id, task.TypeThumbnail, task.Thumbnail{Key: key, Sizes: []int{10, 20}})
+	j := f.wait(t, id)
+	if j.State != storage.StateCompleted || j.Progress != (storage.Progress{Done: 2, Total: 2}) {
+		t.Fatalf("job = %+v", j)
+	}
+	var res task.ThumbnailResult
+	if err := json.Unmarshal(j.Result, &res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Thumbnails) != 2 || res.Thumbnails[0] != done || res.Thumbnails[1].Width != 20 || res.Thumbnails[1].Height != 10 {
+		t.Fatalf("result = %+v", res)
+	}
+	got, _ := f.bucket.ReadAll(ctx, task.ThumbnailKey(id, 10))
+	if !bytes.Equal(got, sentinel) {
+		t.Errorf("width 10 was made again; the checkpoint was ignored")
+	}
+	if _, err := f.bucket.ReadAll(ctx, task.ThumbnailKey(id, 20)); err != nil {
+		t.Errorf("width 20 not made: %v", err)
+	}
+	if n, _ := f.rdb.Exists(ctx, checkpointKey(id)).Result(); n != 0 {
+		t.Errorf("checkpoint not removed after completion")
+	}
+}
+
+// TestCompletedIsNotRunAgain: a delivery of a task whose record already says completed
+// is acknowledged without running the handler.
+func TestCompletedIsNotRunAgain(t *testing.T) {
+	t.Parallel()
+	f := startWorker(t)
+	ctx := context.Background()
+	f.enqueue(t, "twice", task.TypeEcho, task.Echo{Message: "first"})
+	first := f.wait(t, "twice")
+
+	// Deliver the same id again, as asynq does when marking it done failed.
+	data, _ := json.Marshal(task.Echo{Message: "second"})
+	if _, err := f.client.Enqueue(asynq.NewTask(task.TypeEcho, data), asynq.TaskID("twice")); err != nil {
+		t.Fatal(err)
+	}
+	ins := asynq.NewInspectorFromRedisClient(f.rdb)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := ins.GetTaskInfo("default", "twice"); err != nil {
+			break // acknowledged and removed
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("second delivery never processed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	again, err := f.jobs.Get(ctx, "twice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(first, again); diff != "" {
+		t.Errorf("record changed by the second delivery (-first +again):\n%s", diff)
+	}
+}
+
+// TestUndecodableFailsOnce: input that passes the header check but cannot be decoded
+// fails after one attempt, however many retries are allowed.
+func TestUndecodableFailsOnce(t *testing.T) {
+	t.Parallel()
+	f := startWorker(t)
+	ctx := context.Background()
+	data := jpegOf(t, 64, 64)
+	key := task.UploadKey("trunc", "jpeg")
+	f.bucket.WriteAll(ctx, key, data[:len(data)/2], &blob.WriterOptions{ContentType: "image/jpeg"})
+	f.enqueue(t, "trunc", task.TypeThumbnail, task.Thumbnail{Key: key, Sizes: []int{10}}, asynq.MaxRetry(5))
+	j := f.wait(t, "trunc")
+	if j.State != storage.StateFailed || j.Attempts != 1 || j.Error == "" {
+		t.Fatalf("job = %+v", j)
+	}
+}
+
+func TestHeartbeat(t *testing.T) {
+	t.Parallel()
+	f := startWorker(t)
+	beats := storage.NewHeartbeats(f.rdb)
+	b, ok, err := beats.Get(context.Background(), f.w.ID())
+	if err != nil || !ok || b.Concurrency != 2 {
+		t.Fatalf("heartbeat after Start: %+v %v %v", b, ok, err)
+	}
+	f.w.Stop()
+	if _, ok, _ := beats.Get(context.Background(), f.w.ID()); ok {
+		t.Errorf("heartbeat left behind after Stop")
+	}
+	f.w.Stop() // a second Stop is safe
+}
+
+func TestSupervisorExitReporting(t *testing.T) {
+	t.Parallel()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh")
+	}
+	tests := []struct {
+		name   string
+		script string
+		stop   bool
+		want   string
+	}{
+		{"exit code", "exit 3", false, "exit code 3"},
+		{"clean exit", "exit 0", false, "exit code 0"},
+		{"SIGTERM on Stop", "echo ready; exec sleep 30", true, "killed by signal terminated"},
+		{"SIGKILL when SIGTERM is ignored", "trap '' TERM; echo ready; while :; do sleep 0.05; done", true, "killed by signal killed"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			pr, pw := io.Pipe()
+			s := &Supervisor{Path: sh, Args: []string{"-c", tc.script}, Stdout: pw, StopTimeout: 300 * time.Millisecond, Logger: logger}
+			if err := s.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			var ex Exit
+			if tc.stop {
+				// Stop only once the script has set its trap.
+				line, err := bufio.NewReader(pr).ReadString('\n')
+				if err != nil || line != "ready\n" {
+					t.Fatalf("child said %q, %v", line, err)
+				}
+				go io.Copy(io.Discard, pr)
+				ex = s.Stop()
+			} else {
+				select {
+				case ex = <-s.Exited():
+				case <-time.After(5 * time.Second):
+					t.Fatal("no exit reported")
+				}
+			}
+			if got := ex.String(); !strings.Contains(got, tc.want) {
+				t.Errorf("exit = %q, want %q", got, tc.want)
+			}
+			s.Stop() // after exit: returns at once
+		})
+	}
+}
