@@ -1,0 +1,273 @@
+package storage
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"gocloud.dev/blob"
+
+	"github.com/shoestring-go/shoestring/storage/storagetest"
+)
+
+func TestJobsLifecycle(t *testing.T) {
+	t.Parallel()
+	r := storagetest.StartRedis(t)
+	jobs := NewJobs(r.Client(t), time.Hour)
+	ctx := context.Background()
+	created := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+	if _, err := jobs.Get(ctx, "j1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get of a missing job: %v, want ErrNotFound", err)
+	}
+	if err := jobs.Create(ctx, Job{ID: "j1", Type: "echo", Queue: "default", State: StatePending, CreatedAt: created}); err != nil {
+		t.Fatal(err)
+	}
+	for want := 1; want <= 2; want++ {
+		n, err := jobs.Start(ctx, "j1", "echo", "default", time.Now())
+		if err != nil || n != want {
+			t.Fatalf("Start #%d = %d, %v", want, n, err)
+		}
+	}
+	if err := jobs.SetProgress(ctx, "j1", Progress{Done: 2, Total: 5}); err != nil {
+		t.Fatal(err)
+	}
+	if err := jobs.Finish(ctx, "j1", StateRetry, nil, "boom", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	j, _ := jobs.Get(ctx, "j1")
+	if j.State != StateRetry || j.Error != "boom" || j.Attempts != 2 || j.Progress != (Progress{2, 5}) || j.CompletedAt != nil || !j.CreatedAt.Equal(created) {
+		t.Fatalf("after retry: %+v", j)
+	}
+	done := time.Now()
+	if err := jobs.Finish(ctx, "j1", StateCompleted, []byte(`{"ok":true}`), "", done); err != nil {
+		t.Fatal(err)
+	}
+	j, _ = jobs.Get(ctx, "j1")
+	if j.State != StateCompleted || string(j.Result) != `{"ok":true}` || j.Error != "" || j.CompletedAt == nil || !j.CompletedAt.Equal(done) {
+		t.Fatalf("after completion: %+v", j)
+	}
+	if _, err := jobs.Start(ctx, "j1", "echo", "default", time.Now()); !errors.Is(err, ErrCompleted) {
+		t.Fatalf("Start of a completed job: %v, want ErrCompleted", err)
+	}
+	if j2, _ := jobs.Get(ctx, "j1"); j2.Attempts != 2 || j2.State != StateCompleted {
+		t.Errorf("a refused Start changed the record: %+v", j2)
+	}
+	ids, err := jobs.Recent(ctx, 10)
+	if err != nil || len(ids) != 1 || ids[0] != "j1" {
+		t.Errorf("Recent = %v, %v", ids, err)
+	}
+	if err := jobs.Delete(ctx, "j1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := jobs.Get(ctx, "j1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("after Delete: %v", err)
+	}
+
+	// A task enqueued without a record (by another producer) gets one on Start.
+	if n, err := jobs.Start(ctx, "orphan", "echo", "low", created); err != nil || n != 1 {
+		t.Fatalf("Start without record: %d %v", n, err)
+	}
+	if j, _ := jobs.Get(ctx, "orphan"); j.Type != "echo" || j.Queue != "low" || j.State != StateActive {
+		t.Errorf("record made by Start: %+v", j)
+	}
+}
+
+func TestHeartbeatsExpire(t *testing.T) {
+	t.Parallel()
+	r := storagetest.StartRedis(t)
+	hb := NewHeartbeats(r.Client(t))
+	ctx := context.Background()
+	now := time.Now()
+	if err := hb.Beat(ctx, WorkerBeat{ID: "h:1", PID: 1, BeatAt: now, Processed: 7}, 500*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	live, err := hb.Live(ctx, now.Add(-time.Second))
+	if err != nil || len(live) != 1 || live[0].Processed != 7 {
+		t.Fatalf("Live = %+v, %v", live, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, ok, _ := hb.Get(ctx, "h:1"); !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("heartbeat did not expire")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if live, _ := hb.Live(ctx, now.Add(-time.Second)); len(live) != 0 {
+		t.Errorf("expired worker still listed live: %+v", live)
+	}
+}
+
+func TestOpenBucket(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "new", "blobs")
+	for _, u := range []string{"mem://", "file://" + dir} {
+		b, err := OpenBucket(ctx, u)
+		if err != nil {
+			t.Fatalf("%s: %v", u, err)
+		}
+		if err := b.WriteAll(ctx, "a/b.txt", []byte("hi"), &blob.WriterOptions{ContentType: "text/plain"}); err != nil {
+			t.Fatalf("%s write: %v", u, err)
+		}
+		attrs, err := b.Attributes(ctx, "a/b.txt")
+		if err != nil || attrs.ContentType != "text/plain" {
+			t.Errorf("%s attributes: %+v %v", u, attrs, err)
+		}
+		b.Close()
+	}
+	if _, err := os.Stat(filepath.Join(dir, "a", "b.txt")); err != nil {
+		t.Errorf("file:// blob not on disk: %v", err)
+	}
+}
+
+// redisServer starts redis-server with extra args for the URL-scheme tests and waits
+// until ready(addr) holds.
+func redisServer(tb testing.TB, ready func() bool, args ...string) {
+	tb.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv(storagetest.EnvRequireRedisServer) == "1" {
+			tb.Fatal("redis-server not found; install the Debian package redis-server")
+		}
+		tb.Skip("needs redis-server (apt-get install redis-server)")
+	}
+	dir := tb.TempDir()
+	cmd := exec.Command(bin, append([]string{"--dir", dir, "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"}, args...)...)
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	deadline := time.Now().Add(10 * time.Second)
+	for !ready() {
+		if time.Now().After(deadline) {
+			tb.Fatal("redis-server did not come up")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func freePort(tb testing.TB) int {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func dials(network, addr string) func() bool {
+	return func() bool {
+		c, err := net.Dial(network, addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}
+}
+
+func ping(tb testing.TB, url string, skipVerify bool) error {
+	tb.Helper()
+	rdb, err := OpenRedis(url, skipVerify)
+	if err != nil {
+		tb.Fatalf("OpenRedis(%s): %v", url, err)
+	}
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	return rdb.Ping(ctx).Err()
+}
+
+// TestOpenRedisURLs connects through every URL form REDIS_URL takes: a password and a
+// username from the URL, a unix socket, and TLS with a self-signed certificate (accepted
+// only with REDIS_TLS_SKIP_VERIFY, as Heroku Redis needs).
+func TestOpenRedisURLs(t *testing.T) {
+	t.Parallel()
+	t.Run("user and password", func(t *testing.T) {
+		t.Parallel()
+		port := strconv.Itoa(freePort(t))
+		redisServer(t, dials("tcp", "127.0.0.1:"+port), "--port", port, "--requirepass", "pw1",
+			"--user", "app", "on", ">pw2", "~*", "&*", "+@all")
+		if err := ping(t, "redis://:pw1@127.0.0.1:"+port+"/0", false); err != nil {
+			t.Errorf("password only: %v", err)
+		}
+		if err := ping(t, "redis://app:pw2@127.0.0.1:"+port+"/0", false); err != nil {
+			t.Errorf("username and password: %v", err)
+		}
+		if err := ping(t, "redis://app:wrong@127.0.0.1:"+port+"/0", false); err == nil {
+			t.Errorf("wrong password accepted")
+		}
+	})
+	t.Run("unix socket", func(t *testing.T) {
+		t.Parallel()
+		sock := filepath.Join(t.TempDir(), "redis.sock")
+		redisServer(t, dials("unix", sock), "--port", "0", "--unixsocket", sock)
+		if err := ping(t, "unix://"+sock, false); err != nil {
+			t.Errorf("unix: %v", err)
+		}
+	})
+	t.Run("TLS with a self-signed certificate", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		cert, key := selfSigned(t, dir)
+		port := strconv.Itoa(freePort(t))
+		redisServer(t, dials("tcp", "127.0.0.1:"+port), "--port", "0", "--tls-port", port,
+			"--tls-cert-file", cert, "--tls-key-file", key, "--tls-auth-clients", "no")
+		url := "rediss://127.0.0.1:" + port + "/0"
+		if err := ping(t, url, true); err != nil {
+			t.Errorf("rediss with REDIS_TLS_SKIP_VERIFY=true: %v", err)
+		}
+		err := ping(t, url, false)
+		if err == nil || !strings.Contains(err.Error(), "certificate") {
+			t.Errorf("rediss without skip-verify = %v, want a certificate error", err)
+		}
+	})
+	t.Run("password not in parse errors", func(t *testing.T) {
+		t.Parallel()
+		_, err := OpenRedis("redis://u:hunter2@host:notaport/0", false)
+		if err == nil || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("err = %v", err)
+		}
+	})
+}
+
+func selfSigned(tb testing.TB, dir string) (certFile, keyFile string) {
+	tb.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "redis.test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+	return certFile, keyFile
+}
