@@ -38,6 +38,21 @@ func (s Status) String() string {
 // MarshalText encodes a Status as its name.
 func (s Status) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
+// UnmarshalText decodes a Status from its name.
+func (s *Status) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "Healthy":
+		*s = Healthy
+	case "Degraded":
+		*s = Degraded
+	case "Unhealthy":
+		*s = Unhealthy
+	default:
+		return fmt.Errorf("unknown health status %q", b)
+	}
+	return nil
+}
+
 // HTTPStatus is the response code for s: 200 for Healthy and Degraded, 503 otherwise.
 func (s Status) HTTPStatus() int {
 	if s == Unhealthy {
