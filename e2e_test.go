@@ -577,6 +577,8 @@ func TestRedisPasswordNotLogged(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("ready with Redis down = %d, want 503", resp.StatusCode)
 	}
+	in.getJSON("/health/live", http.StatusOK, nil) // liveness never touches Redis
+	in.getJSON("/health", http.StatusServiceUnavailable, nil)
 	in.cmd.Process.Signal(syscall.SIGTERM)
 	in.waitExit(10 * time.Second)
 	out := in.output()
@@ -585,5 +587,75 @@ func TestRedisPasswordNotLogged(t *testing.T) {
 	}
 	if strings.Contains(out, "s3cretpw") {
 		t.Fatalf("password in output:\n%s", out)
+	}
+}
+
+// TestSplitMode: `web` and `worker` run as separate processes against one Redis, and
+// work enqueued through the web process is done by the worker process.
+func TestSplitMode(t *testing.T) {
+	t.Parallel()
+	r := storagetest.StartRedis(t)
+	env := sharedEnv(r, t)
+	web := startInstance(t, env, "web")
+	web.waitReady()
+
+	var h struct {
+		Status string `json:"status"`
+	}
+	web.getJSON("/health/worker", http.StatusServiceUnavailable, &h) // no worker yet
+
+	wk := exec.Command(binPath, "worker")
+	wk.Dir = t.TempDir()
+	wk.Env = []string{"REDIS_URL=" + r.URL(), "BLOB_URL=" + env["BLOB_URL"], "LOG_FORMAT=json"}
+	var wout bytes.Buffer
+	wk.Stdout, wk.Stderr = &wout, &wout
+	if err := wk.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var werr error
+	wdone := make(chan struct{})
+	go func() { werr = wk.Wait(); close(wdone) }()
+	t.Cleanup(func() {
+		wk.Process.Kill()
+		<-wdone
+	})
+
+	acc := web.postJSON("/api/v1/jobs", `{"type":"echo","payload":{"message":"split"}}`, http.StatusAccepted)
+	j := web.waitJob(acc["id"].(string), 15*time.Second)
+	if j.State != "completed" || string(j.Result) != `{"message":"split"}` {
+		t.Fatalf("job = %+v", j)
+	}
+	web.getJSON("/health/worker", http.StatusOK, &h) // the web tier sees the worker's heartbeat
+
+	wk.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-wdone:
+		if werr != nil {
+			t.Errorf("worker exit after SIGTERM: %v\n%s", werr, wout.String())
+		}
+	case <-time.After(25 * time.Second):
+		t.Fatal("worker did not stop")
+	}
+	if !strings.Contains(wout.String(), `"proc":"worker"`) {
+		t.Errorf("worker logs lack proc=worker:\n%s", wout.String())
+	}
+}
+
+// TestEmbeddedRedis: with no REDIS_URL, combined mode runs on an embedded Redis that the
+// child shares, and says loudly that nothing survives a restart.
+func TestEmbeddedRedis(t *testing.T) {
+	t.Parallel()
+	in := startInstance(t, map[string]string{"BLOB_URL": "mem://"})
+	in.waitReady()
+	acc := in.postJSON("/api/v1/jobs", `{"type":"echo","payload":{"message":"embedded"}}`, http.StatusAccepted)
+	if j := in.waitJob(acc["id"].(string), 15*time.Second); j.State != "completed" {
+		t.Fatalf("job = %+v", j)
+	}
+	out := in.output()
+	if !strings.Contains(out, "EMBEDDED in-memory Redis") || !strings.Contains(out, `"level":"WARN"`) {
+		t.Errorf("no loud warning about the embedded Redis:\n%s", out)
+	}
+	if !strings.Contains(out, `"proc":"worker"`) || !strings.Contains(out, `"proc":"web"`) {
+		t.Errorf("logs do not show both processes")
 	}
 }

@@ -121,7 +121,8 @@ func withDotenv(getenv func(string) string, path string) (func(string) string, e
 		return getenv, nil
 	}
 	if err != nil {
-		return nil, &usageError{fmt.Sprintf("read %s: %v", path, err)}
+		// godotenv's message quotes the offending line, which may hold a secret.
+		return nil, &usageError{fmt.Sprintf("read %s: malformed line (check quotes and KEY=value syntax)", path)}
 	}
 	return func(k string) string {
 		if v := getenv(k); v != "" {
@@ -154,11 +155,12 @@ func versionString() string {
 	return fmt.Sprintf("shoestring %s commit %s %s", version, commit, runtime.Version())
 }
 
-// stopTimeouts splits SHUTDOWN_TIMEOUT: in-flight tasks get 80% to finish before asynq
-// requeues them, and the parent kills a child still alive at 90%, so both processes are
-// gone within the whole.
+// stopTimeouts splits SHUTDOWN_TIMEOUT (at least 3 s, as config enforces): in-flight
+// tasks get all but max(20%, 2 s) of it to finish before asynq requeues them, which
+// leaves the child time to record their state and remove its heartbeat; the parent kills
+// a child still alive 250 ms before the end, so both processes are gone within it.
 func stopTimeouts(total time.Duration) (drain, kill time.Duration) {
-	return total * 4 / 5, total * 9 / 10
+	return total - max(total/5, 2*time.Second), total - 250*time.Millisecond
 }
 
 // redisDeps opens what every mode shares: the Redis client and the blob store.
@@ -292,7 +294,9 @@ func runWeb(ctx context.Context, cfg config.Config, logger *slog.Logger, c *chil
 		}
 		exited = c.sup.Exited()
 		host, _ := os.Hostname()
-		go awaitChildReady(ctx, beats, storage.WorkerID(host, c.sup.PID()), state, logger)
+		rctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go awaitChildReady(rctx, beats, storage.WorkerID(host, c.sup.PID()), state, logger)
 	}
 
 	select {
@@ -353,8 +357,9 @@ func awaitChildReady(ctx context.Context, beats *storage.Heartbeats, id string, 
 			return
 		case <-t.C:
 			if _, ok, _ := beats.Get(ctx, id); ok {
-				state.Set(health.Ready)
-				logger.InfoContext(ctx, "ready: worker child heartbeat seen", "worker_id", id)
+				if state.Transition(health.Starting, health.Ready) {
+					logger.InfoContext(ctx, "ready: worker child heartbeat seen", "worker_id", id)
+				}
 				return
 			}
 		}

@@ -90,9 +90,9 @@ var settings = []Setting{
 		}},
 	{Name: "QUEUES", Default: "critical=6,default=3,low=1", Description: "Queues the worker serves as `name=weight,...`; a queue with weight 6 is picked 6 times as often as one with weight 1.",
 		set: func(c *Config, v string) (err error) { c.Queues, err = parseQueues(v); return err }},
-	{Name: "SHUTDOWN_TIMEOUT", Default: "25s", Description: "Graceful stop budget (Heroku allows 30 s): in-flight tasks finish or go back to their queue within it.",
+	{Name: "SHUTDOWN_TIMEOUT", Default: "25s", Description: "Graceful stop budget, 3s-10m (Heroku allows 30 s): in-flight tasks get all but max(20%, 2 s) of it to finish, then go back to their queue; both processes exit within it.",
 		set: func(c *Config, v string) (err error) {
-			c.ShutdownTimeout, err = parseDurationRange(v, time.Second, 10*time.Minute)
+			c.ShutdownTimeout, err = parseDurationRange(v, 3*time.Second, 10*time.Minute)
 			return err
 		}},
 	{Name: "MAX_UPLOAD_BYTES", Default: "20MiB", Description: "Largest upload request body; bytes, or with a unit (`KiB`, `MiB`, `GiB`, `KB`, `MB`, `GB`).",

@@ -32,3 +32,7 @@ func (s *State) Get() int32 { return s.v.Load() }
 
 // String names the current state.
 func (s *State) String() string { return stateNames[s.v.Load()] }
+
+// Transition changes the state from from to to, and reports whether it did: it does
+// nothing when the state is no longer from.
+func (s *State) Transition(from, to int32) bool { return s.v.CompareAndSwap(from, to) }

@@ -4,13 +4,15 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"strings"
 
 	"github.com/gorilla/mux"
 	"gocloud.dev/gcerrors"
 )
 
 // blobKeyRe admits keys of segments that start with a letter, digit, '_' or '-': no
-// "..", no hidden files (fileblob's .attrs sidecars), no absolute paths.
+// "..", no hidden files, no absolute paths. Keys ending ".attrs" are fileblob's metadata
+// sidecars and are refused separately.
 var blobKeyRe = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$`)
 
 // handleFileGet serves a stored blob with its content type: GET /api/v1/files/{key...}.
@@ -18,7 +20,7 @@ var blobKeyRe = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-]
 func handleFileGet(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key := mux.Vars(r)["key"]
-		if len(key) > 512 || !blobKeyRe.MatchString(key) {
+		if len(key) > 512 || !blobKeyRe.MatchString(key) || strings.HasSuffix(key, ".attrs") {
 			writeError(w, r, d.Logger, &apiError{Status: http.StatusNotFound, Msg: "no such file"})
 			return
 		}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"time"
 
 	"gocloud.dev/blob"
 
@@ -18,11 +19,27 @@ import (
 // maxSizesField bounds the `sizes` form field, in bytes.
 const maxSizesField = 1 << 10
 
+// Uploads are read into memory (at most MaxUploadBytes each): at most
+// maxConcurrentUploads are read at once, each within uploadReadTimeout, so slow or many
+// clients cannot pin unbounded memory.
+const (
+	maxConcurrentUploads = 8
+	uploadReadTimeout    = 2 * time.Minute
+)
+
 // handleImageCreate accepts an image and queues its thumbnails: POST /api/v1/images,
 // multipart field `image` (JPEG, PNG or GIF) and optional `sizes` ("160,320"). The
 // image is checked from its header (format, pixel count) before anything is stored.
 func handleImageCreate(d Deps) http.Handler {
+	sem := make(chan struct{}, maxConcurrentUploads)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case sem <- struct{}{}:
+			defer func() { <-sem }()
+		case <-r.Context().Done():
+			return // the client gave up waiting
+		}
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(uploadReadTimeout))
 		data, sizes, err := readUpload(w, r, d.Limits)
 		if err != nil {
 			writeError(w, r, d.Logger, err)

@@ -90,6 +90,7 @@ func (s *Supervisor) Start(ctx context.Context) error {
 		// harmless now that the child is gone.
 	}()
 	if err := <-started; err != nil {
+		s.done, s.exited = nil, nil // Stop has nothing to stop
 		return fmt.Errorf("start worker child %s: %w", s.Path, err)
 	}
 	s.Logger.InfoContext(ctx, "worker child started", "child_pid", s.pid)
@@ -104,7 +105,8 @@ func (s *Supervisor) Exited() <-chan Exit { return s.exited }
 
 // Stop asks the child's process group to stop (SIGTERM), waits up to StopTimeout, then
 // kills the group (SIGKILL), and returns how the child ended. It blocks until the child
-// is gone; safe if the child already exited, and to call more than once.
+// is gone; safe if the child already exited or never started, and to call more than
+// once.
 func (s *Supervisor) Stop() Exit {
 	if s.done == nil {
 		return Exit{}

@@ -66,10 +66,13 @@ type Worker struct {
 	logger *slog.Logger
 	id     string
 
-	srv      *asynq.Server
-	handlers map[string]Handler
+	srv    *asynq.Server
+	routes map[string]Handler
 
-	stopping atomic.Bool // set when Stop begins: interrupted tasks are requeued, not failed
+	// aborted is set when a Stop's ShutdownTimeout has run out: asynq then requeues the
+	// tasks still running and cancels their contexts, and their records go back to pending.
+	aborted  atomic.Bool
+	handlers sync.WaitGroup // running task handlers, so Stop can wait for their records
 	// Counters, written by task goroutines, read by the heartbeat goroutine.
 	active, processed, failed atomic.Int64
 	lastSuccess               atomic.Int64 // unix nanoseconds
@@ -93,7 +96,7 @@ func New(cfg Config, rdb redis.UniversalClient, bucket *blob.Bucket, logger *slo
 		logger: logger,
 		id:     storage.WorkerID(host, os.Getpid()),
 	}
-	w.handlers = map[string]Handler{
+	w.routes = map[string]Handler{
 		task.TypeEcho:      handleEcho,
 		task.TypeThumbnail: thumbnailHandler(bucket, cfg.MaxImagePixels),
 	}
@@ -109,7 +112,6 @@ func (w *Worker) Start(ctx context.Context) error {
 	if w.started {
 		return errors.New("worker already started")
 	}
-	w.started = true
 	w.startedAt = time.Now()
 	w.srv = asynq.NewServerFromRedisClient(w.rdb, asynq.Config{
 		Concurrency:     w.cfg.Concurrency,
@@ -123,12 +125,13 @@ func (w *Worker) Start(ctx context.Context) error {
 		DelayedTaskCheckInterval: time.Second,
 	})
 	mux := asynq.NewServeMux()
-	for typ, h := range w.handlers {
+	for typ, h := range w.routes {
 		mux.Handle(typ, w.wrap(h))
 	}
 	if err := w.srv.Start(mux); err != nil {
 		return fmt.Errorf("start asynq server: %w", err)
 	}
+	w.started = true
 	// The first beat before Start returns: the parent turns Ready on it.
 	if err := w.beat(ctx); err != nil {
 		w.logger.WarnContext(ctx, "first heartbeat", "err", err)
@@ -140,19 +143,33 @@ func (w *Worker) Start(ctx context.Context) error {
 	return nil
 }
 
+// abortGrace is how long Stop waits, after asynq has requeued the tasks still running
+// at the end of ShutdownTimeout, for their handlers to see the cancellation and return,
+// so their records say pending. A handler that ignores cancellation is abandoned.
+const abortGrace = 500 * time.Millisecond
+
 // Stop stops fetching, gives in-flight tasks ShutdownTimeout to finish, requeues the
-// rest, and removes the heartbeat. It blocks until done; safe if never started or
-// called twice.
+// rest, and removes the heartbeat. It returns within about ShutdownTimeout + 1.5 s;
+// safe if never started or called twice.
 func (w *Worker) Stop() {
 	w.stopOnce.Do(func() {
 		if !w.started {
 			return
 		}
-		w.stopping.Store(true)
+		// asynq aborts the tasks still running when its ShutdownTimeout ends.
+		abort := time.AfterFunc(w.cfg.ShutdownTimeout, func() { w.aborted.Store(true) })
 		w.srv.Shutdown()
+		abort.Stop()
+		handlersDone := make(chan struct{})
+		go func() { w.handlers.Wait(); close(handlersDone) }()
+		select {
+		case <-handlersDone:
+		case <-time.After(abortGrace):
+			w.logger.Warn("a task handler ignored cancellation; its job record may say active until it is retried")
+		}
 		w.cancel()
 		w.wg.Wait()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		if err := w.beats.Remove(ctx, w.id); err != nil {
 			w.logger.Warn("remove heartbeat", "err", err)
@@ -210,6 +227,8 @@ func (w *Worker) wrap(h Handler) asynq.Handler {
 		if err != nil {
 			return err // Redis trouble: let asynq retry the delivery
 		}
+		w.handlers.Add(1)
+		defer w.handlers.Done()
 		w.active.Add(1)
 		defer w.active.Add(-1)
 		cp := &Checkpoint{rdb: w.rdb, jobs: w.jobs, id: id, ttl: w.cfg.Retention}
@@ -218,7 +237,12 @@ func (w *Worker) wrap(h Handler) asynq.Handler {
 		start := time.Now()
 		log.DebugContext(ctx, "task started", "attempt", attempt)
 		result, err := runHandler(ctx, h, t)
-		w.record(ctx, log, t, result, err, time.Since(start))
+		if rerr := w.record(ctx, log, t, result, err, time.Since(start)); err == nil && rerr != nil {
+			// The work is done but its record is not: have asynq deliver it again rather
+			// than leave the job active forever. Handlers are idempotent, and a
+			// checkpointed one redoes nothing.
+			return rerr
+		}
 		return err
 	})
 }
@@ -235,7 +259,7 @@ func runHandler(ctx context.Context, h Handler, t *Task) (result any, err error)
 
 // record writes the outcome of one attempt. It uses a context of its own: the task's
 // may be cancelled already, and the outcome must still be written.
-func (w *Worker) record(ctx context.Context, log *slog.Logger, t *Task, result any, taskErr error, took time.Duration) {
+func (w *Worker) record(ctx context.Context, log *slog.Logger, t *Task, result any, taskErr error, took time.Duration) error {
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	now := time.Now()
@@ -251,7 +275,7 @@ func (w *Worker) record(ctx context.Context, log *slog.Logger, t *Task, result a
 		}
 		w.processed.Add(1)
 		w.lastSuccess.Store(now.UnixNano())
-	case w.stopping.Load() && ctx.Err() != nil:
+	case w.aborted.Load() && errors.Is(ctx.Err(), context.Canceled):
 		// asynq gave up waiting at shutdown and requeued the task.
 		state, msg = storage.StatePending, "interrupted by shutdown; returned to its queue"
 	default:
@@ -266,6 +290,7 @@ func (w *Worker) record(ctx context.Context, log *slog.Logger, t *Task, result a
 	}
 	if err := w.jobs.Finish(wctx, t.ID, state, data, msg, now); err != nil {
 		log.ErrorContext(ctx, "record task outcome", "state", state, "err", err)
+		return err
 	}
 	if state == storage.StateCompleted || state == storage.StateFailed {
 		if err := t.Checkpoint.remove(wctx); err != nil {
@@ -277,4 +302,5 @@ func (w *Worker) record(ctx context.Context, log *slog.Logger, t *Task, result a
 		level = slog.LevelWarn
 	}
 	log.Log(ctx, level, "task "+state, "attempt", t.Attempt, "duration_ms", took.Milliseconds(), "err", msg)
+	return nil
 }

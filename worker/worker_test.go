@@ -266,3 +266,35 @@ func TestSupervisorExitReporting(t *testing.T) {
 		})
 	}
 }
+
+// TestStopRequeuesAndRecordsPending: a task still running when Stop's ShutdownTimeout
+// runs out goes back to its queue, and its record says pending by the time Stop returns.
+func TestStopRequeuesAndRecordsPending(t *testing.T) {
+	t.Parallel()
+	f := startWorker(t) // ShutdownTimeout 2 s
+	f.enqueue(t, "long", task.TypeEcho, task.Echo{Message: "x", SleepMS: 60_000})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		j, _ := f.jobs.Get(context.Background(), "long")
+		if j.State == storage.StateActive {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task never started: %+v", j)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	start := time.Now()
+	f.w.Stop()
+	if took := time.Since(start); took > 4*time.Second {
+		t.Errorf("Stop took %v with a 2 s shutdown timeout", took)
+	}
+	j, _ := f.jobs.Get(context.Background(), "long")
+	if j.State != storage.StatePending || !strings.Contains(j.Error, "interrupted by shutdown") || j.Attempts != 1 {
+		t.Errorf("record after Stop: %+v", j)
+	}
+	ti, err := asynq.NewInspectorFromRedisClient(f.rdb).GetTaskInfo("default", "long")
+	if err != nil || ti.State != asynq.TaskStatePending {
+		t.Errorf("asynq task after Stop: %+v %v, want pending", ti, err)
+	}
+}
