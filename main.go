@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -244,21 +245,43 @@ func runWeb(ctx context.Context, cfg config.Config, logger *slog.Logger, c *chil
 	defer deps.Close()
 
 	beats := storage.NewHeartbeats(deps.rdb)
-	reg := health.NewRegistry(cfg.HealthTimeout)
-	reg.Register(health.Check{Name: "self", Checker: health.SelfCheck(time.Now())})
-	reg.Register(health.Check{Name: "redis", Tags: []string{health.TagReady},
+	inspector := asynq.NewInspectorFromRedisClient(deps.rdb)
+	backlog := backlogFunc(inspector, cfg.Queues)
+	reg := health.NewRegistry(health.Options{Timeout: cfg.HealthTimeout, Cache: cfg.HealthCache,
+		FailureThreshold: cfg.HealthFailureThreshold, Logger: logger.With("component", "health")})
+	started := time.Now()
+	reg.Register(health.Check{Name: "self", Checker: health.SelfCheck(started), Measurement: "uptime", ComponentType: "system"})
+	reg.Register(health.Check{Name: "redis", Tags: []string{health.TagReady}, Measurement: "responseTime", ComponentType: "datastore",
 		Checker: health.PingCheck(func(ctx context.Context) error { return deps.rdb.Ping(ctx).Err() })})
-	reg.Register(health.Check{Name: "worker", Checker: health.WorkerCheck(beats, worker.HeartbeatTTL)})
+	reg.Register(health.Check{Name: "storage", Measurement: "reachable", ComponentType: "datastore",
+		Checker: health.StorageCheck(deps.bucket.IsAccessible)})
+	reg.Register(health.Check{Name: "worker", Measurement: "heartbeat",
+		Checker: health.WorkerCheck(beats, worker.HeartbeatTTL, backlog, cfg.WorkerStaleAfter)})
+	reg.Register(health.Check{Name: "queue", Measurement: "latency",
+		Checker: health.QueueCheck(backlog, cfg.QueueLatencyWarn, cfg.QueueLatencyFail)})
 	state := &health.State{}
-	endpoints := &health.Endpoints{Registry: reg, State: state, Details: cfg.HealthDetails, APIKey: cfg.HealthAPIKey, Logger: logger}
+	endpoints := &health.Endpoints{Registry: reg, State: state, Details: cfg.HealthDetails, APIKey: cfg.HealthAPIKey,
+		CacheMaxAge: cfg.HealthCache, CORSOrigins: cfg.HealthCORSOrigins, Logger: logger}
+	recycle := make(chan struct{}, 1)
+	var admin *health.Admin
+	if cfg.AdminToken != "" {
+		admin = &health.Admin{State: state, Token: cfg.AdminToken, Started: started, Recycle: func() {
+			select {
+			case recycle <- struct{}{}:
+			default: // already recycling
+			}
+		}}
+	}
 
 	handler := web.NewServer(web.Deps{
-		Logger:    logger.With("component", "http"),
-		Jobs:      storage.NewJobs(deps.rdb, cfg.JobRetention),
-		Queue:     asynq.NewClientFromRedisClient(deps.rdb),
-		Inspector: asynq.NewInspectorFromRedisClient(deps.rdb),
-		Bucket:    deps.bucket,
-		Health:    endpoints,
+		Logger:     logger.With("component", "http"),
+		Jobs:       storage.NewJobs(deps.rdb, cfg.JobRetention),
+		Queue:      asynq.NewClientFromRedisClient(deps.rdb),
+		Inspector:  inspector,
+		Bucket:     deps.bucket,
+		Health:     endpoints,
+		HealthPath: cfg.HealthPath,
+		Admin:      admin,
 		Limits: web.Limits{MaxUploadBytes: cfg.MaxUploadBytes, MaxImagePixels: cfg.MaxImagePixels,
 			ThumbnailSizes: cfg.ThumbnailSizes, Queues: cfg.Queues},
 	})
@@ -285,6 +308,7 @@ func runWeb(ctx context.Context, cfg config.Config, logger *slog.Logger, c *chil
 	}
 
 	var exited <-chan worker.Exit
+	recycled := false
 	if c == nil {
 		state.Set(health.Ready)
 	} else {
@@ -325,6 +349,9 @@ func runWeb(ctx context.Context, cfg config.Config, logger *slog.Logger, c *chil
 		shutdownHTTP(drain)
 		logger.Info("stopped", "child_exit", ex.String())
 		return nil
+	case <-recycle:
+		recycled = true
+		logger.Warn("recycle requested (POST /admin/recycle): draining, then exiting for the platform to restart")
 	case <-ctx.Done():
 	}
 
@@ -343,7 +370,39 @@ func runWeb(ctx context.Context, cfg config.Config, logger *slog.Logger, c *chil
 		return fmt.Errorf("worker child did not stop cleanly: %s", ex)
 	}
 	logger.Info("stopped")
+	if recycled {
+		return errRecycled
+	}
 	return nil
+}
+
+// errRecycled ends a process recycled through /admin/recycle: a non-zero exit, so that
+// every platform (systemd's Restart=on-failure too) starts it again.
+var errRecycled = errors.New("recycled on request (POST /admin/recycle); exiting for a restart")
+
+// backlogFunc reads the pending tasks of the configured queues through asynq.
+func backlogFunc(ins *asynq.Inspector, queues map[string]int) health.BacklogFunc {
+	return func(ctx context.Context) (health.Backlog, error) {
+		known, err := ins.Queues()
+		if err != nil {
+			return health.Backlog{}, err
+		}
+		bl := health.Backlog{Queues: make(map[string]health.QueueBacklog, len(queues))}
+		for name := range queues {
+			if !slices.Contains(known, name) {
+				bl.Queues[name] = health.QueueBacklog{}
+				continue
+			}
+			qi, err := ins.GetQueueInfo(name)
+			if err != nil {
+				return health.Backlog{}, fmt.Errorf("queue %s: %w", name, err)
+			}
+			bl.Queues[name] = health.QueueBacklog{Pending: int64(qi.Pending), Oldest: qi.Latency}
+			bl.Pending += int64(qi.Pending)
+			bl.Oldest = max(bl.Oldest, qi.Latency)
+		}
+		return bl, nil
+	}
 }
 
 // awaitChildReady turns the instance Ready once the child's first heartbeat is in

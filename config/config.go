@@ -52,6 +52,24 @@ type Config struct {
 	HealthTimeout time.Duration
 	// JobRetention is how long a finished job's record stays readable.
 	JobRetention time.Duration
+	// HealthPath is the base path of the health routes, starting with "/".
+	HealthPath string
+	// HealthCache is how long check results are reused; 0 runs checks on every request.
+	HealthCache time.Duration
+	// HealthFailureThreshold is how many consecutive failures turn a check Unhealthy.
+	HealthFailureThreshold int
+	// HealthCORSOrigins are the origins allowed to read health routes ("*" for any);
+	// empty means no CORS headers.
+	HealthCORSOrigins []string
+	// WorkerStaleAfter: with tasks waiting and none completed for this long, the worker
+	// check is Degraded; for twice this long, Unhealthy.
+	WorkerStaleAfter time.Duration
+	// QueueLatencyWarn and QueueLatencyFail bound the age of the oldest pending task
+	// before the queue check is Degraded and Unhealthy.
+	QueueLatencyWarn time.Duration
+	QueueLatencyFail time.Duration
+	// AdminToken guards /admin/*; empty disables those routes (404).
+	AdminToken string
 }
 
 // Health detail policies.
@@ -121,6 +139,38 @@ var settings = []Setting{
 			c.HealthTimeout, err = parseDurationRange(v, 10*time.Millisecond, time.Minute)
 			return err
 		}},
+	{Name: "HEALTH_PATH", Default: "/health", Description: "Base path of the health routes (`/health`, `/health/live`, `/health/ready`, `/health/{check}`).",
+		set: func(c *Config, v string) error { c.HealthPath = strings.TrimRight(v, "/"); return checkPath(v) }},
+	{Name: "HEALTH_CACHE", Default: "2s", Description: "How long check results are reused, with one run at a time per check however many pingers ask (0 turns caching off).",
+		set: func(c *Config, v string) (err error) {
+			if v == "0" {
+				c.HealthCache = 0
+				return nil
+			}
+			c.HealthCache, err = parseDurationRange(v, 0, 10*time.Minute)
+			return err
+		}},
+	{Name: "HEALTH_FAILURE_THRESHOLD", Default: "1", Description: "Consecutive failures before a check reports Unhealthy; until then it reports Degraded (1-100).",
+		set: func(c *Config, v string) (err error) { c.HealthFailureThreshold, err = parseIntRange(v, 1, 100); return err }},
+	{Name: "HEALTH_CORS_ORIGINS", Default: "", Description: "Comma-separated origins allowed to read the health routes from a browser, or `*`. Unset: no CORS headers.",
+		set: func(c *Config, v string) (err error) { c.HealthCORSOrigins, err = parseOrigins(v); return err }},
+	{Name: "WORKER_STALE_AFTER", Default: "5m", Description: "With tasks waiting and none completed for this long, `worker` is Degraded; for twice this long, Unhealthy. An idle worker is Healthy.",
+		set: func(c *Config, v string) (err error) {
+			c.WorkerStaleAfter, err = parseDurationRange(v, time.Second, 24*time.Hour)
+			return err
+		}},
+	{Name: "QUEUE_LATENCY_WARN", Default: "1m", Description: "Age of the oldest pending task past which `queue` is Degraded.",
+		set: func(c *Config, v string) (err error) {
+			c.QueueLatencyWarn, err = parseDurationRange(v, time.Second, 24*time.Hour)
+			return err
+		}},
+	{Name: "QUEUE_LATENCY_FAIL", Default: "5m", Description: "Age of the oldest pending task past which `queue` is Unhealthy (more than `QUEUE_LATENCY_WARN`).",
+		set: func(c *Config, v string) (err error) {
+			c.QueueLatencyFail, err = parseDurationRange(v, time.Second, 7*24*time.Hour)
+			return err
+		}},
+	{Name: "ADMIN_TOKEN", Default: "", Secret: true, Description: "Bearer token for `/admin/busy`, `/admin/ready`, `/admin/recycle` and `/admin/status`. Unset: those routes are 404.",
+		set: func(c *Config, v string) error { c.AdminToken = v; return nil }},
 	{Name: "JOB_RETENTION", Default: "168h", Description: "How long a job's record stays readable at `/api/v1/jobs/{id}`.",
 		set: func(c *Config, v string) (err error) {
 			c.JobRetention, err = parseDurationRange(v, time.Minute, 365*24*time.Hour)
@@ -156,6 +206,9 @@ func Load(getenv func(string) string) (Config, error) {
 			}
 			problems = append(problems, fmt.Sprintf("%s: %v%s", s.Name, unwrapParse(err), shown))
 		}
+	}
+	if c.QueueLatencyWarn > 0 && c.QueueLatencyFail > 0 && c.QueueLatencyFail <= c.QueueLatencyWarn {
+		problems = append(problems, fmt.Sprintf("QUEUE_LATENCY_FAIL: must be more than QUEUE_LATENCY_WARN (%v)", c.QueueLatencyWarn))
 	}
 	if len(problems) > 0 {
 		return Config{}, &Error{Problems: problems}
@@ -324,6 +377,33 @@ func ParseSizes(v string) ([]int, error) {
 		return nil, fmt.Errorf("at most %d widths", MaxSizes)
 	}
 	return sizes, nil
+}
+
+var pathRe = regexp.MustCompile(`^(/[A-Za-z0-9._-]+)+/?$`)
+
+func checkPath(v string) error {
+	if !pathRe.MatchString(v) {
+		return errors.New(`must be a path such as "/health"`)
+	}
+	return nil
+}
+
+func parseOrigins(v string) ([]string, error) {
+	if v == "" {
+		return nil, nil
+	}
+	var origins []string
+	for o := range strings.SplitSeq(v, ",") {
+		o = strings.TrimRight(strings.TrimSpace(o), "/")
+		if o != "*" {
+			u, err := url.Parse(o)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" {
+				return nil, fmt.Errorf("origin %q must be * or scheme://host[:port]", o)
+			}
+		}
+		origins = append(origins, o)
+	}
+	return origins, nil
 }
 
 func checkRedisURL(v string) error {

@@ -29,6 +29,8 @@ func TestDefaults(t *testing.T) {
 		ShutdownTimeout: 25 * time.Second, MaxUploadBytes: 20 << 20, MaxImagePixels: 50_000_000,
 		ThumbnailSizes: []int{160, 320, 640}, LogLevel: slog.LevelInfo, LogFormat: "text",
 		HealthDetails: DetailsAuthorized, HealthTimeout: 2 * time.Second, JobRetention: 168 * time.Hour,
+		HealthPath: "/health", HealthCache: 2 * time.Second, HealthFailureThreshold: 1,
+		WorkerStaleAfter: 5 * time.Minute, QueueLatencyWarn: time.Minute, QueueLatencyFail: 5 * time.Minute,
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
@@ -43,6 +45,9 @@ func TestValues(t *testing.T) {
 		"SHUTDOWN_TIMEOUT": "9", "MAX_UPLOAD_BYTES": "5MB", "MAX_IMAGE_PIXELS": "1000000",
 		"THUMBNAIL_SIZES": "640, 100,100", "LOG_LEVEL": "debug", "LOG_FORMAT": "json",
 		"HEALTH_DETAILS": "always", "HEALTH_TIMEOUT": "500ms", "JOB_RETENTION": "24h",
+		"HEALTH_PATH": "/status/", "HEALTH_CACHE": "0", "HEALTH_FAILURE_THRESHOLD": "3",
+		"HEALTH_CORS_ORIGINS": "https://status.example.com, http://localhost:3000", "WORKER_STALE_AFTER": "90s",
+		"QUEUE_LATENCY_WARN": "10s", "QUEUE_LATENCY_FAIL": "20s", "ADMIN_TOKEN": "t0k",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -53,6 +58,10 @@ func TestValues(t *testing.T) {
 		MaxUploadBytes: 5_000_000, MaxImagePixels: 1_000_000, ThumbnailSizes: []int{100, 640},
 		LogLevel: slog.LevelDebug, LogFormat: "json", HealthDetails: DetailsAlways,
 		HealthTimeout: 500 * time.Millisecond, JobRetention: 24 * time.Hour,
+		HealthPath: "/status", HealthCache: 0, HealthFailureThreshold: 3,
+		HealthCORSOrigins: []string{"https://status.example.com", "http://localhost:3000"},
+		WorkerStaleAfter: 90 * time.Second, QueueLatencyWarn: 10 * time.Second, QueueLatencyFail: 20 * time.Second,
+		AdminToken: "t0k",
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
@@ -67,7 +76,9 @@ func TestEveryProblemAtOnce(t *testing.T) {
 		"BLOB_URL": "s4://bucket", "WORKER_CONCURRENCY": "-1", "QUEUES": "a=1,a=2",
 		"SHUTDOWN_TIMEOUT": "1h", "MAX_UPLOAD_BYTES": "12 furlongs", "MAX_IMAGE_PIXELS": "many",
 		"THUMBNAIL_SIZES": "0", "LOG_LEVEL": "loud", "LOG_FORMAT": "xml", "HEALTH_DETAILS": "sometimes",
-		"HEALTH_TIMEOUT": "1ns", "JOB_RETENTION": "forever",
+		"HEALTH_TIMEOUT": "1ns", "JOB_RETENTION": "forever", "HEALTH_PATH": "health",
+		"HEALTH_CACHE": "soon", "HEALTH_FAILURE_THRESHOLD": "0", "HEALTH_CORS_ORIGINS": "ftp://x",
+		"WORKER_STALE_AFTER": "0s", "QUEUE_LATENCY_WARN": "never", "QUEUE_LATENCY_FAIL": "-1s",
 	}
 	_, err := Load(env(bad))
 	var ce *Error

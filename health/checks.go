@@ -2,6 +2,7 @@ package health
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"runtime"
 	"time"
@@ -34,13 +35,51 @@ func PingCheck(ping func(context.Context) error) Checker {
 	})
 }
 
-// WorkerCheck is Healthy when at least one worker heartbeat newer than ttl is in Redis,
-// Unhealthy when there is none (or Redis cannot say). Data: the live workers and their
-// processed, failed and active counts and last success time. It reads only what any
-// worker, in this deployable or on another machine, wrote.
-func WorkerCheck(beats *storage.Heartbeats, ttl time.Duration) Checker {
+// StorageCheck is Healthy when accessible reports the blob store reachable.
+func StorageCheck(accessible func(context.Context) (bool, error)) Checker {
 	return CheckFunc(func(ctx context.Context) Result {
-		live, err := beats.Live(ctx, time.Now().Add(-ttl))
+		ok, err := accessible(ctx)
+		switch {
+		case err != nil:
+			return Result{Status: Unhealthy, Description: "blob store: " + err.Error(), Err: err}
+		case !ok:
+			return Result{Status: Unhealthy, Description: "blob store not accessible"}
+		}
+		return Result{Status: Healthy}
+	})
+}
+
+// Backlog is the work waiting in the queues: how many tasks are pending, and the age
+// of the oldest, per queue and in total.
+type Backlog struct {
+	Pending int64
+	Oldest  time.Duration
+	Queues  map[string]QueueBacklog
+}
+
+// QueueBacklog is one queue's share of a Backlog.
+type QueueBacklog struct {
+	Pending int64         `json:"pending"`
+	Oldest  time.Duration `json:"-"`
+}
+
+// BacklogFunc reads the Backlog (asynq's Inspector, in shoestring).
+type BacklogFunc func(ctx context.Context) (Backlog, error)
+
+// WorkerCheck judges the workers from their heartbeats in Redis, so it works the same in
+// combined and split mode:
+//   - no heartbeat younger than ttl: Unhealthy;
+//   - no task waiting: Healthy, however long since the last completion (an idle worker
+//     is a healthy one);
+//   - tasks waiting and none completed (nor a worker started) for staleAfter: Degraded;
+//     for twice staleAfter: Unhealthy.
+//
+// Data: the live workers, processed, failed and active counts, last_success and
+// since_last_success_s, and pending.
+func WorkerCheck(beats *storage.Heartbeats, ttl time.Duration, backlog BacklogFunc, staleAfter time.Duration) Checker {
+	return CheckFunc(func(ctx context.Context) Result {
+		now := time.Now()
+		live, err := beats.Live(ctx, now.Add(-ttl))
 		if err != nil {
 			return Result{Status: Unhealthy, Description: "read heartbeats: " + err.Error(), Err: err}
 		}
@@ -48,21 +87,69 @@ func WorkerCheck(beats *storage.Heartbeats, ttl time.Duration) Checker {
 			return Result{Status: Unhealthy, Description: "no live worker heartbeat"}
 		}
 		var processed, failed, active int64
-		var last time.Time
+		var lastSuccess, progress time.Time // progress: last completion or worker start
 		workers := make([]string, 0, len(live))
 		for _, b := range live {
 			processed += b.Processed
 			failed += b.Failed
 			active += b.Active
-			if b.LastSuccess.After(last) {
-				last = b.LastSuccess
+			if b.LastSuccess.After(lastSuccess) {
+				lastSuccess = b.LastSuccess
+			}
+			if b.StartedAt.After(progress) {
+				progress = b.StartedAt
 			}
 			workers = append(workers, b.ID)
 		}
-		data := map[string]any{"workers": workers, "processed": processed, "failed": failed, "active": active}
-		if !last.IsZero() {
-			data["last_success"] = last.UTC()
+		if lastSuccess.After(progress) {
+			progress = lastSuccess
 		}
-		return Result{Status: Healthy, Description: "worker heartbeat seen", Data: data}
+		data := map[string]any{"workers": workers, "processed": processed, "failed": failed, "active": active}
+		if !lastSuccess.IsZero() {
+			data["last_success"] = lastSuccess.UTC()
+			data["since_last_success_s"] = int64(now.Sub(lastSuccess).Seconds())
+		}
+		bl, err := backlog(ctx)
+		if err != nil {
+			return Result{Status: Unhealthy, Description: "read queues: " + err.Error(), Err: err, Data: data}
+		}
+		data["pending"] = bl.Pending
+		if bl.Pending == 0 {
+			return Result{Status: Healthy, Description: fmt.Sprintf("%d worker(s) live; no task waiting", len(live)), Data: data}
+		}
+		stalled := now.Sub(progress)
+		switch {
+		case stalled >= 2*staleAfter:
+			return Result{Status: Unhealthy, Data: data,
+				Description: fmt.Sprintf("%d task(s) waiting and none completed for %v", bl.Pending, stalled.Round(time.Second))}
+		case stalled >= staleAfter:
+			return Result{Status: Degraded, Data: data,
+				Description: fmt.Sprintf("%d task(s) waiting and none completed for %v", bl.Pending, stalled.Round(time.Second))}
+		}
+		return Result{Status: Healthy, Description: fmt.Sprintf("%d worker(s) live, completing work", len(live)), Data: data}
+	})
+}
+
+// QueueCheck compares the age of the oldest pending task with warn (Degraded) and fail
+// (Unhealthy). Data: pending and oldest_pending_s, in total and per queue.
+func QueueCheck(backlog BacklogFunc, warn, fail time.Duration) Checker {
+	return CheckFunc(func(ctx context.Context) Result {
+		bl, err := backlog(ctx)
+		if err != nil {
+			return Result{Status: Unhealthy, Description: "read queues: " + err.Error(), Err: err}
+		}
+		queues := make(map[string]any, len(bl.Queues))
+		for name, q := range bl.Queues {
+			queues[name] = map[string]any{"pending": q.Pending, "oldest_pending_s": q.Oldest.Seconds()}
+		}
+		data := map[string]any{"pending": bl.Pending, "oldest_pending_s": bl.Oldest.Seconds(), "queues": queues}
+		desc := fmt.Sprintf("oldest pending task waited %v", bl.Oldest.Round(time.Millisecond))
+		switch {
+		case bl.Oldest >= fail:
+			return Result{Status: Unhealthy, Description: desc + fmt.Sprintf(" (fail at %v)", fail), Data: data}
+		case bl.Oldest >= warn:
+			return Result{Status: Degraded, Description: desc + fmt.Sprintf(" (warn at %v)", warn), Data: data}
+		}
+		return Result{Status: Healthy, Description: desc, Data: data}
 	})
 }

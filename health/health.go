@@ -9,8 +9,10 @@ package health
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -91,37 +93,115 @@ type Check struct {
 	Checker Checker
 	Tags    []string
 	Timeout time.Duration // 0 means the registry's default
+	// Measurement names what the check observes in the IETF health+json format, where
+	// checks are keyed "name:measurement" (e.g. "redis:responseTime"); default "status".
+	Measurement string
+	// ComponentType is the IETF componentType ("datastore", "system", "component").
+	ComponentType string
 }
 
-// Registry holds the named checks and runs them. Register everything before serving;
-// Run is safe for concurrent use.
+// HasTag reports whether c carries tag.
+func (c Check) HasTag(tag string) bool { return slices.Contains(c.Tags, tag) }
+
+// Options configure a Registry.
+type Options struct {
+	// Timeout bounds each check that sets none of its own.
+	Timeout time.Duration
+	// Cache is how long a check's result is reused; 0 runs the check on every request
+	// (concurrent requests still share one run).
+	Cache time.Duration
+	// FailureThreshold is how many consecutive Unhealthy results a check needs before it
+	// is reported Unhealthy; the ones before are reported Degraded. 0 or 1: at once.
+	FailureThreshold int
+	// HistorySize bounds the kept status changes; default 50.
+	HistorySize int
+	Logger      *slog.Logger
+}
+
+// Change is one status change of a check, as kept in the history.
+type Change struct {
+	Check       string    `json:"check"`
+	From        Status    `json:"from"`
+	To          Status    `json:"to"`
+	At          time.Time `json:"at"`
+	Description string    `json:"description,omitempty"`
+}
+
+// Registry holds the named checks and runs them with caching, single flight and the
+// failure threshold. Register everything before serving; Run is safe for concurrent use.
 type Registry struct {
-	timeout time.Duration
-	checks  []Check
+	opts    Options
+	entries []*entry
+
+	histMu  sync.Mutex
+	history []Change // oldest first, at most opts.HistorySize
 }
 
-// NewRegistry returns an empty registry whose checks time out after timeout unless
-// they set their own.
-func NewRegistry(timeout time.Duration) *Registry { return &Registry{timeout: timeout} }
+// entry is one check and its cached state; mu guards everything below it.
+type entry struct {
+	Check
+	runs atomic.Int64 // times the checker actually ran
+
+	mu       sync.Mutex
+	res      Result
+	at       time.Time // when res was computed; zero before the first run
+	inflight chan struct{}
+	failures int    // consecutive Unhealthy raw results
+	reported Status // the status last reported, for change detection
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry(opts Options) *Registry {
+	if opts.HistorySize <= 0 {
+		opts.HistorySize = 50
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Registry{opts: opts}
+}
 
 // Register adds c. It panics on a duplicate or empty name: that is a programming error.
 func (r *Registry) Register(c Check) {
-	if c.Name == "" || slices.ContainsFunc(r.checks, func(o Check) bool { return o.Name == c.Name }) {
+	if c.Name == "" || slices.ContainsFunc(r.entries, func(o *entry) bool { return o.Name == c.Name }) {
 		panic(fmt.Sprintf("health: bad or duplicate check name %q", c.Name))
 	}
 	if c.Timeout <= 0 {
-		c.Timeout = r.timeout
+		c.Timeout = r.opts.Timeout
 	}
-	r.checks = append(r.checks, c)
+	if c.Measurement == "" {
+		c.Measurement = "status"
+	}
+	if c.ComponentType == "" {
+		c.ComponentType = "component"
+	}
+	r.entries = append(r.entries, &entry{Check: c})
 }
 
 // Names returns the registered check names in registration order.
 func (r *Registry) Names() []string {
-	names := make([]string, len(r.checks))
-	for i, c := range r.checks {
-		names[i] = c.Name
+	names := make([]string, len(r.entries))
+	for i, e := range r.entries {
+		names[i] = e.Name
 	}
 	return names
+}
+
+// Runs reports how many times the check called name has actually run (cache misses).
+func (r *Registry) Runs(name string) int64 {
+	for _, e := range r.entries {
+		if e.Name == name {
+			return e.runs.Load()
+		}
+	}
+	return 0
+}
+
+// History returns the kept status changes, oldest first.
+func (r *Registry) History() []Change {
+	r.histMu.Lock()
+	defer r.histMu.Unlock()
+	return slices.Clone(r.history)
 }
 
 // Report is the outcome of running a set of checks.
@@ -130,25 +210,28 @@ type Report struct {
 	CheckedAt time.Time
 	Duration  time.Duration
 	Checks    map[string]Result
+	checks    []Check // the checks in Checks, for formats that need their metadata
 }
 
-// Run runs the checks that keep selects (all of them when keep is nil) concurrently,
-// each bounded by its timeout: a check still running then is reported Unhealthy "timed
-// out after 2s" and Run returns without waiting for it. The report's status is the
-// worst of its checks (Healthy when none ran).
+// Run returns the results of the checks that keep selects (all when keep is nil),
+// concurrently, each bounded by its timeout: a check still running then is reported
+// Unhealthy "timed out after 2s" and Run returns without waiting for it. A result
+// younger than Options.Cache is reused, and concurrent callers share one run of each
+// check. The report's status is the worst of its checks (Healthy when none ran).
 func (r *Registry) Run(ctx context.Context, keep func(Check) bool) Report {
 	start := time.Now()
 	rep := Report{CheckedAt: start.UTC(), Checks: make(map[string]Result)}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	for _, c := range r.checks {
-		if keep != nil && !keep(c) {
+	for _, e := range r.entries {
+		if keep != nil && !keep(e.Check) {
 			continue
 		}
+		rep.checks = append(rep.checks, e.Check)
 		wg.Go(func() {
-			res := runOne(ctx, c)
+			res := r.result(ctx, e)
 			mu.Lock()
-			rep.Checks[c.Name] = res
+			rep.Checks[e.Name] = res
 			rep.Status = max(rep.Status, res.Status)
 			mu.Unlock()
 		})
@@ -156,6 +239,73 @@ func (r *Registry) Run(ctx context.Context, keep func(Check) bool) Report {
 	wg.Wait()
 	rep.Duration = time.Since(start)
 	return rep
+}
+
+// result returns e's cached result, or runs it once for every concurrent caller.
+func (r *Registry) result(ctx context.Context, e *entry) Result {
+	e.mu.Lock()
+	if !e.at.IsZero() && r.opts.Cache > 0 && time.Since(e.at) < r.opts.Cache {
+		res := e.res
+		e.mu.Unlock()
+		return res
+	}
+	if ch := e.inflight; ch != nil {
+		e.mu.Unlock()
+		select {
+		case <-ch:
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			return e.res
+		case <-ctx.Done():
+			return Result{Status: Unhealthy, Description: "request cancelled"}
+		}
+	}
+	ch := make(chan struct{})
+	e.inflight = ch
+	e.mu.Unlock()
+
+	// Detached from this request: the result serves every waiting caller.
+	raw := runOne(context.WithoutCancel(ctx), e.Check)
+	e.runs.Add(1)
+
+	e.mu.Lock()
+	res := r.settle(e, raw)
+	e.res, e.at, e.inflight = res, time.Now(), nil
+	e.mu.Unlock()
+	close(ch)
+	return res
+}
+
+// settle applies the failure threshold to a raw result and records a status change.
+// Called with e.mu held.
+func (r *Registry) settle(e *entry, raw Result) Result {
+	res := raw
+	if raw.Status == Unhealthy {
+		e.failures++
+		if t := r.opts.FailureThreshold; e.failures < t {
+			res.Status = Degraded
+			res.Description = fmt.Sprintf("%s (failure %d of %d before Unhealthy)", raw.Description, e.failures, t)
+		}
+	} else {
+		e.failures = 0
+	}
+	if res.Status != e.reported {
+		ch := Change{Check: e.Name, From: e.reported, To: res.Status, At: time.Now().UTC(), Description: res.Description}
+		e.reported = res.Status
+		level := slog.LevelWarn
+		if ch.To < ch.From {
+			level = slog.LevelInfo
+		}
+		r.opts.Logger.Log(context.Background(), level, "health check status changed",
+			"check", e.Name, "from", ch.From.String(), "to", ch.To.String(), "description", ch.Description)
+		r.histMu.Lock()
+		r.history = append(r.history, ch)
+		if n := len(r.history) - r.opts.HistorySize; n > 0 {
+			r.history = slices.Delete(r.history, 0, n)
+		}
+		r.histMu.Unlock()
+	}
+	return res
 }
 
 func runOne(ctx context.Context, c Check) Result {
@@ -183,6 +333,3 @@ func runOne(ctx context.Context, c Check) Result {
 	}
 	return res
 }
-
-// HasTag reports whether c carries tag.
-func (c Check) HasTag(tag string) bool { return slices.Contains(c.Tags, tag) }

@@ -16,7 +16,7 @@ func fixed(s Status, desc string) Checker {
 }
 
 func endpoints(details, key string, checks ...Check) *Endpoints {
-	reg := NewRegistry(200 * time.Millisecond)
+	reg := NewRegistry(Options{Timeout: 200 * time.Millisecond})
 	for _, c := range checks {
 		reg.Register(c)
 	}

@@ -13,11 +13,23 @@ func addRoutes(d Deps) http.Handler {
 	r.MethodNotAllowedHandler = errorHandler(http.StatusMethodNotAllowed, "method not allowed")
 
 	get := []string{http.MethodGet, http.MethodHead}
-	r.Handle("/health", d.Health.All()).Methods(get...)
-	r.Handle("/health/live", d.Health.Live()).Methods(get...)
-	r.Handle("/health/ready", d.Health.Ready()).Methods(get...)
+	hp := d.HealthPath
+	if hp == "" {
+		hp = "/health"
+	}
+	// OPTIONS: CORS preflight, answered by the health handlers themselves.
+	hget := append(get, http.MethodOptions)
+	r.Handle(hp, d.Health.All()).Methods(hget...)
+	r.Handle(hp+"/live", d.Health.Live()).Methods(hget...)
+	r.Handle(hp+"/ready", d.Health.Ready()).Methods(hget...)
 	for _, name := range d.Health.Registry.Names() {
-		r.Handle("/health/"+name, d.Health.One(name)).Methods(get...)
+		r.Handle(hp+"/"+name, d.Health.One(name)).Methods(hget...)
+	}
+	if d.Admin != nil {
+		r.Handle("/admin/busy", d.Admin.Busy()).Methods(http.MethodPost)
+		r.Handle("/admin/ready", d.Admin.Ready()).Methods(http.MethodPost)
+		r.Handle("/admin/recycle", d.Admin.RecycleHandler()).Methods(http.MethodPost)
+		r.Handle("/admin/status", d.Admin.Status()).Methods(get...)
 	}
 
 	r.Handle("/api/v1/images", handleImageCreate(d)).Methods(http.MethodPost)

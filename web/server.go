@@ -46,7 +46,11 @@ type Deps struct {
 	Inspector QueueInspector
 	Bucket    *blob.Bucket
 	Health    *health.Endpoints
-	Limits    Limits
+	// HealthPath is the base of the health routes, e.g. "/health".
+	HealthPath string
+	// Admin serves /admin/*; nil leaves those routes unmounted (404).
+	Admin  *health.Admin
+	Limits Limits
 }
 
 // NewServer returns the HTTP handler of the whole API. It is safe for concurrent use.

@@ -42,7 +42,7 @@ func newFixture(tb testing.TB, r *storagetest.Redis) *fixture {
 	bucket := memblob.OpenBucket(nil)
 	tb.Cleanup(func() { bucket.Close() })
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	reg := health.NewRegistry(time.Second)
+	reg := health.NewRegistry(health.Options{Timeout: time.Second})
 	reg.Register(health.Check{Name: "self", Checker: health.SelfCheck(time.Now())})
 	state := &health.State{}
 	state.Set(health.Ready)

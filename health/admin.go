@@ -1,0 +1,91 @@
+package health
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"time"
+)
+
+// Admin serves the instance controls of Azure's role model: Busy (alive but not to be
+// sent traffic), Ready again, and Recycle (a graceful stop for the platform to restart
+// the deployable), each behind a Bearer token compared in constant time.
+type Admin struct {
+	State   *State
+	Token   string // never empty: without a token the routes are not mounted
+	Recycle func() // starts a graceful stop that ends the process for a restart
+	Started time.Time
+}
+
+type statusJSON struct {
+	State   string `json:"state"`
+	PID     int    `json:"pid"`
+	UptimeS int64  `json:"uptime_s"`
+}
+
+// Busy turns readiness 503 and nothing else: POST /admin/busy. 409 while draining.
+func (a *Admin) Busy() http.Handler {
+	return a.auth(func(w http.ResponseWriter, r *http.Request) {
+		if !a.State.Transition(Ready, Busy) && !a.State.Transition(Starting, Busy) && a.State.Get() != Busy {
+			a.write(w, http.StatusConflict)
+			return
+		}
+		a.write(w, http.StatusOK)
+	})
+}
+
+// Ready turns a Busy instance Ready again: POST /admin/ready. 409 while starting (the
+// worker is not up yet) or draining.
+func (a *Admin) Ready() http.Handler {
+	return a.auth(func(w http.ResponseWriter, r *http.Request) {
+		if !a.State.Transition(Busy, Ready) && a.State.Get() != Ready {
+			a.write(w, http.StatusConflict)
+			return
+		}
+		a.write(w, http.StatusOK)
+	})
+}
+
+// RecycleHandler turns the instance Busy and starts a graceful stop after which the
+// process exits for the platform to restart it: POST /admin/recycle answers 202.
+func (a *Admin) RecycleHandler() http.Handler {
+	return a.auth(func(w http.ResponseWriter, r *http.Request) {
+		if a.State.Get() == Draining {
+			a.write(w, http.StatusConflict)
+			return
+		}
+		a.State.Set(Busy)
+		a.Recycle()
+		a.write(w, http.StatusAccepted)
+	})
+}
+
+// Status reports the instance state: GET /admin/status.
+func (a *Admin) Status() http.Handler {
+	return a.auth(func(w http.ResponseWriter, r *http.Request) { a.write(w, http.StatusOK) })
+}
+
+func (a *Admin) write(w http.ResponseWriter, code int) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	body := statusJSON{State: a.State.String(), PID: os.Getpid(), UptimeS: int64(time.Since(a.Started).Seconds())}
+	if code >= 400 {
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": "instance is " + body.State})
+		return
+	}
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+func (a *Admin) auth(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.Token == "" || !keyMatches(r, a.Token, false) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("WWW-Authenticate", `Bearer realm="shoestring admin"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"error":"admin token required as Authorization: Bearer"}` + "\n"))
+			return
+		}
+		h(w, r)
+	})
+}
