@@ -220,14 +220,24 @@ type Report struct {
 // check. The report's status is the worst of its checks (Healthy when none ran).
 func (r *Registry) Run(ctx context.Context, keep func(Check) bool) Report {
 	start := time.Now()
-	rep := Report{CheckedAt: start.UTC(), Checks: make(map[string]Result)}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
+	rep := Report{CheckedAt: start.UTC(), Checks: make(map[string]Result, len(r.entries))}
+	var misses []*entry
 	for _, e := range r.entries {
 		if keep != nil && !keep(e.Check) {
 			continue
 		}
 		rep.checks = append(rep.checks, e.Check)
+		// Fast path, no goroutine: a cached result (what a crowd of pingers gets).
+		if res, ok := r.cached(e); ok {
+			rep.Checks[e.Name] = res
+			rep.Status = max(rep.Status, res.Status)
+			continue
+		}
+		misses = append(misses, e)
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, e := range misses {
 		wg.Go(func() {
 			res := r.result(ctx, e)
 			mu.Lock()
@@ -241,11 +251,21 @@ func (r *Registry) Run(ctx context.Context, keep func(Check) bool) Report {
 	return rep
 }
 
+// cached returns e's result while it is younger than the cache time.
+func (r *Registry) cached(e *entry) (Result, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.at.IsZero() && r.opts.Cache > 0 && time.Since(e.at) < r.opts.Cache {
+		return e.res, true
+	}
+	return Result{}, false
+}
+
 // result returns e's cached result, or runs it once for every concurrent caller.
 func (r *Registry) result(ctx context.Context, e *entry) Result {
 	e.mu.Lock()
 	if !e.at.IsZero() && r.opts.Cache > 0 && time.Since(e.at) < r.opts.Cache {
-		res := e.res
+		res := e.res // filled while this caller waited to start
 		e.mu.Unlock()
 		return res
 	}
