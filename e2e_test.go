@@ -659,3 +659,136 @@ func TestEmbeddedRedis(t *testing.T) {
 		t.Errorf("logs do not show both processes")
 	}
 }
+
+// TestHealthThroughRedisOutage: with Redis stopped, liveness stays 200 while readiness
+// and the aggregate answer 503 naming the redis check; when Redis is back, all is
+// healthy again without restarting shoestring.
+func TestHealthThroughRedisOutage(t *testing.T) {
+	t.Parallel()
+	r := storagetest.StartRealRedis(t)
+	env := sharedEnv(r, t)
+	env["HEALTH_CACHE"] = "0"
+	env["HEALTH_TIMEOUT"] = "1s"
+	env["HEALTH_PATH"] = "/status"
+	in := startInstance(t, env)
+	waitFor(t, 15*time.Second, "ready", func() bool {
+		resp, err := http.Get(in.base + "/status/ready")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == 200
+	})
+
+	r.Stop(t)
+	var agg struct {
+		Status string `json:"status"`
+		Checks map[string]struct {
+			Status      string `json:"status"`
+			Description string `json:"description"`
+		} `json:"checks"`
+	}
+	start := time.Now()
+	in.getJSON("/status", http.StatusServiceUnavailable, &agg)
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("/status took %v with HEALTH_TIMEOUT=1s", took)
+	}
+	if agg.Checks["redis"].Status != "Unhealthy" || agg.Checks["redis"].Description == "" {
+		t.Errorf("details do not name the redis check: %+v", agg)
+	}
+	in.getJSON("/status/ready", http.StatusServiceUnavailable, nil)
+	in.getJSON("/status/live", http.StatusOK, nil)
+	if code, _ := exitOf(exec.Command(binPath, "healthcheck", in.base+"/status/live")); code != 0 {
+		t.Errorf("healthcheck of liveness during the outage exited %d", code)
+	}
+
+	r.Start(t)
+	waitFor(t, 20*time.Second, "healthy again", func() bool {
+		resp, err := http.Get(in.base + "/status")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	in.getJSON("/status/ready", http.StatusOK, nil)
+	select {
+	case <-in.done:
+		t.Fatal("shoestring exited during the outage")
+	default:
+	}
+}
+
+func exitOf(cmd *exec.Cmd) (int, string) {
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), string(out)
+	}
+	if err != nil {
+		return -1, err.Error()
+	}
+	return 0, string(out)
+}
+
+// TestAdminBusyAndRecycle: Busy turns readiness 503 and nothing else; Ready undoes it;
+// recycle drains and exits non-zero for the platform to restart the deployable.
+func TestAdminBusyAndRecycle(t *testing.T) {
+	t.Parallel()
+	r := storagetest.StartRedis(t)
+	env := sharedEnv(r, t)
+	env["ADMIN_TOKEN"] = "adm1n"
+	in := startInstance(t, env)
+	in.waitReady()
+	admin := func(path, token string) int {
+		req, _ := http.NewRequest("POST", in.base+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if c := admin("/admin/busy", "nope"); c != 401 {
+		t.Fatalf("wrong token: %d", c)
+	}
+	if c := admin("/admin/busy", "adm1n"); c != 200 {
+		t.Fatalf("busy: %d", c)
+	}
+	in.getJSON("/health/ready", http.StatusServiceUnavailable, nil)
+	in.getJSON("/health/live", http.StatusOK, nil)
+	in.postJSON("/api/v1/jobs", `{"type":"echo"}`, http.StatusAccepted) // still takes work
+	if c := admin("/admin/ready", "adm1n"); c != 200 {
+		t.Fatalf("ready: %d", c)
+	}
+	in.getJSON("/health/ready", http.StatusOK, nil)
+
+	if c := admin("/admin/recycle", "adm1n"); c != 202 {
+		t.Fatalf("recycle: %d", c)
+	}
+	code, took := in.waitExit(10 * time.Second)
+	if code == 0 {
+		t.Errorf("recycle exited 0; want non-zero so every platform restarts it")
+	}
+	if processAlive(in.childPID) {
+		t.Errorf("child still alive after recycle")
+	}
+	t.Logf("recycled: exit %d after %v", code, took)
+}
+
+// TestAdminRoutesOffWithoutToken: without ADMIN_TOKEN the admin routes do not exist.
+func TestAdminRoutesOffWithoutToken(t *testing.T) {
+	t.Parallel()
+	r := storagetest.StartRedis(t)
+	in := startInstance(t, sharedEnv(r, t), "web")
+	resp, err := http.Post(in.base+"/admin/recycle", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Errorf("/admin/recycle without ADMIN_TOKEN: %d, want 404", resp.StatusCode)
+	}
+}
