@@ -596,6 +596,7 @@ func TestSplitMode(t *testing.T) {
 	t.Parallel()
 	r := storagetest.StartRedis(t)
 	env := sharedEnv(r, t)
+	env["HEALTH_CACHE"] = "0"
 	web := startInstance(t, env, "web")
 	web.waitReady()
 

@@ -197,12 +197,6 @@ func (d *redisDeps) Close() {
 	d.rdb.Close()
 }
 
-// child is what the combined-mode parent knows of its worker child.
-type child struct {
-	sup   *worker.Supervisor
-	ready func(ctx context.Context) bool // its heartbeat has been seen
-}
-
 // runServe is combined mode: the HTTP tier, and one supervised child worker.
 func runServe(ctx context.Context, cfg config.Config, logger *slog.Logger, getenv func(string) string, stdout, stderr io.Writer) error {
 	redisURL := cfg.RedisURL
@@ -225,16 +219,22 @@ func runServe(ctx context.Context, cfg config.Config, logger *slog.Logger, geten
 	_, kill := stopTimeouts(cfg.ShutdownTimeout)
 	env := append(os.Environ(), config.Env(getenv)...)
 	env = append(env, "REDIS_URL="+redisURL, envParentPID+"="+strconv.Itoa(os.Getpid()))
-	sup := &worker.Supervisor{
-		Path: exe, Args: []string{"worker"}, Env: env, Stdout: stdout, Stderr: stderr,
-		StopTimeout: kill, Logger: logger.With("component", "supervisor"),
+	svLog := logger.With("component", "supervisor")
+	host, _ := os.Hostname()
+	sv := &worker.Supervision{
+		New: func() *worker.Supervisor {
+			return &worker.Supervisor{Path: exe, Args: []string{"worker"}, Env: env, Stdout: stdout, Stderr: stderr,
+				StopTimeout: kill, Logger: svLog}
+		},
+		Policy: cfg.WorkerExitPolicy, MaxRestarts: cfg.WorkerMaxRestarts, Window: cfg.WorkerRestartWindow,
+		Host: host, StaleAfter: 3 * worker.HeartbeatTTL, RecycleGrace: cfg.ShutdownTimeout, Logger: svLog,
 	}
-	return runWeb(ctx, cfg, logger, &child{sup: sup})
+	return runWeb(ctx, cfg, logger, sv)
 }
 
-// runWeb runs the HTTP tier; with c, also the child worker it supervises. It returns nil
-// after a requested stop, or an error when the child died unexpectedly.
-func runWeb(ctx context.Context, cfg config.Config, logger *slog.Logger, c *child) error {
+// runWeb runs the HTTP tier; with sv, also the child worker it supervises. It returns
+// nil after a requested stop, or an error when the child died and sv gave up on it.
+func runWeb(ctx context.Context, cfg config.Config, logger *slog.Logger, sv *worker.Supervision) error {
 	if cfg.RedisURL == "" {
 		return &usageError{"web needs REDIS_URL: the embedded Redis lives only in combined mode (shoestring serve)"}
 	}
@@ -309,46 +309,37 @@ func runWeb(ctx context.Context, cfg config.Config, logger *slog.Logger, c *chil
 
 	var exited <-chan worker.Exit
 	recycled := false
-	if c == nil {
+	if sv == nil {
 		state.Set(health.Ready)
 	} else {
-		if err := c.sup.Start(ctx); err != nil {
+		jobs := storage.NewJobs(deps.rdb, cfg.JobRetention)
+		sv.Beats, sv.InFlight = beats, storage.NewInFlight(deps.rdb, jobs)
+		sv.OnReady = func() {
+			if state.Transition(health.Starting, health.Ready) {
+				logger.Info("ready: worker child heartbeat seen")
+			}
+		}
+		sv.OnDown = func() { state.Transition(health.Ready, health.Starting) }
+		recoverOrphans(ctx, sv.InFlight, logger)
+		if err := sv.Start(ctx); err != nil {
 			shutdownHTTP(time.Second)
 			return err
 		}
-		exited = c.sup.Exited()
-		host, _ := os.Hostname()
-		rctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		go awaitChildReady(rctx, beats, storage.WorkerID(host, c.sup.PID()), state, logger)
+		exited = sv.Done()
 	}
 
 	select {
 	case err := <-serveErr:
-		if c != nil {
-			c.sup.Stop()
+		if sv != nil {
+			sv.Stop()
 		}
 		return fmt.Errorf("http server: %w", err)
 	case ex := <-exited:
-		// The platform signals every process of the dyno at once; a child that stopped
-		// cleanly may simply have got its SIGTERM first. Give ours a moment to arrive.
-		if ex.Success() {
-			select {
-			case <-ctx.Done():
-			case <-time.After(500 * time.Millisecond):
-			}
-		}
-		if ctx.Err() == nil {
-			state.Set(health.Busy)
-			logger.Error("worker child exited unexpectedly; exiting so the platform restarts the deployable",
-				"child_pid", ex.PID, "exit_code", ex.Code, "signal", ex.Signal)
-			shutdownHTTP(time.Second)
-			return fmt.Errorf("worker child (pid %d) exited unexpectedly: %s", ex.PID, ex)
-		}
-		state.Set(health.Draining)
-		shutdownHTTP(drain)
-		logger.Info("stopped", "child_exit", ex.String())
-		return nil
+		state.Set(health.Busy)
+		logger.Error("worker child is gone; exiting so the platform restarts the deployable",
+			"child_pid", ex.PID, "exit_code", ex.Code, "signal", ex.Signal)
+		shutdownHTTP(time.Second)
+		return fmt.Errorf("worker child (pid %d) exited unexpectedly: %s", ex.PID, ex)
 	case <-recycle:
 		recycled = true
 		logger.Warn("recycle requested (POST /admin/recycle): draining, then exiting for the platform to restart")
@@ -359,14 +350,14 @@ func runWeb(ctx context.Context, cfg config.Config, logger *slog.Logger, c *chil
 	state.Set(health.Draining)
 	logger.Info("shutting down", "timeout", cfg.ShutdownTimeout)
 	done := make(chan worker.Exit, 1)
-	if c != nil {
-		go func() { done <- c.sup.Stop() }()
+	if sv != nil {
+		go func() { done <- sv.Stop() }()
 	} else {
 		done <- worker.Exit{}
 	}
 	shutdownHTTP(drain)
 	ex := <-done
-	if c != nil && !ex.Success() {
+	if sv != nil && !ex.Success() {
 		return fmt.Errorf("worker child did not stop cleanly: %s", ex)
 	}
 	logger.Info("stopped")
@@ -374,6 +365,26 @@ func runWeb(ctx context.Context, cfg config.Config, logger *slog.Logger, c *chil
 		return errRecycled
 	}
 	return nil
+}
+
+// recoverOrphans requeues the tasks of workers that died without a supervisor to do it
+// (the whole deployable was killed): those with an in-flight index and no heartbeat.
+func recoverOrphans(ctx context.Context, inflight *storage.InFlight, logger *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	orphans, err := inflight.Orphans(ctx)
+	if err != nil {
+		logger.Warn("look for tasks of dead workers", "err", err)
+		return
+	}
+	for _, id := range orphans {
+		rec, err := inflight.Recover(ctx, id, "worker "+id+" died (no heartbeat)")
+		if err != nil {
+			logger.Warn("requeue tasks of dead worker", "worker_id", id, "err", err)
+			continue
+		}
+		logger.Warn("requeued the tasks of a dead worker", "worker_id", id, "tasks", len(rec))
+	}
 }
 
 // errRecycled ends a process recycled through /admin/recycle: a non-zero exit, so that
@@ -405,26 +416,6 @@ func backlogFunc(ins *asynq.Inspector, queues map[string]int) health.BacklogFunc
 	}
 }
 
-// awaitChildReady turns the instance Ready once the child's first heartbeat is in
-// Redis, polling every 100 ms until then or until ctx is done.
-func awaitChildReady(ctx context.Context, beats *storage.Heartbeats, id string, state *health.State, logger *slog.Logger) {
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if _, ok, _ := beats.Get(ctx, id); ok {
-				if state.Transition(health.Starting, health.Ready) {
-					logger.InfoContext(ctx, "ready: worker child heartbeat seen", "worker_id", id)
-				}
-				return
-			}
-		}
-	}
-}
-
 // runWorker is the worker alone: the combined-mode child, or a worker process of a
 // split deployment.
 func runWorker(ctx context.Context, cfg config.Config, logger *slog.Logger, getenv func(string) string) error {
@@ -437,17 +428,28 @@ func runWorker(ctx context.Context, cfg config.Config, logger *slog.Logger, gete
 	}
 	defer deps.Close()
 	drain, _ := stopTimeouts(cfg.ShutdownTimeout)
+	recycle := make(chan string, 1)
 	w := worker.New(worker.Config{
 		Concurrency: cfg.WorkerConcurrency, Queues: cfg.Queues, ShutdownTimeout: drain,
 		MaxImagePixels: cfg.MaxImagePixels, Retention: cfg.JobRetention, LogLevel: cfg.LogLevel,
+		Watchdog: worker.WatchdogConfig{
+			HangGrace: cfg.HangGrace, DegradedRatio: cfg.DegradedRatio, DegradedFor: cfg.DegradedFor,
+			Window: cfg.ThroughputWindow, MaxRSS: cfg.WorkerMaxRSS,
+			OnRecycle: func(reason string) { recycle <- reason },
+		},
 	}, deps.rdb, deps.bucket, logger)
+	ppid, err := strconv.Atoi(getenv(envParentPID))
+	if err != nil {
+		// A worker of a split deployment: nobody else requeues what dead workers held.
+		recoverOrphans(ctx, storage.NewInFlight(deps.rdb, storage.NewJobs(deps.rdb, cfg.JobRetention)), logger)
+	}
 	if err := w.Start(ctx); err != nil {
 		return err
 	}
 	defer w.Stop()
 
 	parentGone := make(chan struct{})
-	if ppid, err := strconv.Atoi(getenv(envParentPID)); err == nil {
+	if ppid > 0 {
 		wctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		go worker.WatchParent(wctx, ppid, 250*time.Millisecond, func() { close(parentGone) })
@@ -456,6 +458,9 @@ func runWorker(ctx context.Context, cfg config.Config, logger *slog.Logger, gete
 	case <-ctx.Done():
 		logger.Info("stopping: signal received")
 		return nil
+	case reason := <-recycle:
+		logger.Error("stopping for a recycle: in-flight tasks finish or go back to their queue", "reason", reason)
+		return fmt.Errorf("worker recycled by its watchdog: %s", reason)
 	case <-parentGone:
 		logger.Error("parent process is gone; stopping")
 		return errors.New("parent process exited")

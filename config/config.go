@@ -70,7 +70,31 @@ type Config struct {
 	QueueLatencyFail time.Duration
 	// AdminToken guards /admin/*; empty disables those routes (404).
 	AdminToken string
+	// WorkerExitPolicy is "exit" (the parent exits when its child dies, for the platform
+	// to restart the deployable) or "restart" (the parent restarts the child in place).
+	WorkerExitPolicy string
+	// WorkerMaxRestarts within WorkerRestartWindow: one more and the parent exits.
+	WorkerMaxRestarts   int
+	WorkerRestartWindow time.Duration
+	// HangGrace: a task still running this long past its deadline has a handler that
+	// ignores cancellation; the worker is Unhealthy and recycled.
+	HangGrace time.Duration
+	// DegradedRatio: completions per window below this fraction of the baseline, with
+	// work waiting, is Degraded; DegradedFor later the worker is recycled.
+	DegradedRatio float64
+	DegradedFor   time.Duration
+	// ThroughputWindow is the window over which completions are counted; the baseline is
+	// the rate over the ten windows before it.
+	ThroughputWindow time.Duration
+	// WorkerMaxRSS, in bytes, recycles the worker between tasks; 0 turns it off.
+	WorkerMaxRSS int64
 }
+
+// Worker exit policies.
+const (
+	PolicyExit    = "exit"
+	PolicyRestart = "restart"
+)
 
 // Health detail policies.
 const (
@@ -171,6 +195,48 @@ var settings = []Setting{
 		}},
 	{Name: "ADMIN_TOKEN", Default: "", Secret: true, Description: "Bearer token for `/admin/busy`, `/admin/ready`, `/admin/recycle` and `/admin/status`. Unset: those routes are 404.",
 		set: func(c *Config, v string) error { c.AdminToken = v; return nil }},
+	{Name: "WORKER_EXIT_POLICY", Default: PolicyExit, Description: "When the worker child dies: `exit` (the parent exits non-zero, the platform restarts the deployable) or `restart` (restarted in place with jittered exponential backoff).",
+		set: func(c *Config, v string) error { c.WorkerExitPolicy = v; return oneOf(v, PolicyExit, PolicyRestart) }},
+	{Name: "WORKER_MAX_RESTARTS", Default: "5", Description: "With `restart`: restarts allowed within `WORKER_RESTART_WINDOW`; one more and the parent exits (0-1000).",
+		set: func(c *Config, v string) (err error) { c.WorkerMaxRestarts, err = parseIntRange(v, 0, 1000); return err }},
+	{Name: "WORKER_RESTART_WINDOW", Default: "5m", Description: "The window `WORKER_MAX_RESTARTS` counts in.",
+		set: func(c *Config, v string) (err error) {
+			c.WorkerRestartWindow, err = parseDurationRange(v, time.Second, 24*time.Hour)
+			return err
+		}},
+	{Name: "HANG_GRACE", Default: "30s", Description: "A task still running this long past its deadline ignores cancellation: `worker` turns Unhealthy and the child is recycled.",
+		set: func(c *Config, v string) (err error) {
+			c.HangGrace, err = parseDurationRange(v, 100*time.Millisecond, time.Hour)
+			return err
+		}},
+	{Name: "DEGRADED_RATIO", Default: "0.1", Description: "Completions per `THROUGHPUT_WINDOW` below this fraction of the baseline (the ten windows before), with work waiting, turn `worker` Degraded (0 turns it off).",
+		set: func(c *Config, v string) error {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil || f < 0 || f >= 1 {
+				return errors.New("must be a fraction from 0 up to (not including) 1")
+			}
+			c.DegradedRatio = f
+			return nil
+		}},
+	{Name: "DEGRADED_FOR", Default: "5m", Description: "How long `worker` may stay Degraded before the child is recycled.",
+		set: func(c *Config, v string) (err error) {
+			c.DegradedFor, err = parseDurationRange(v, time.Second, 24*time.Hour)
+			return err
+		}},
+	{Name: "THROUGHPUT_WINDOW", Default: "1m", Description: "The window completions are counted over for `DEGRADED_RATIO`.",
+		set: func(c *Config, v string) (err error) {
+			c.ThroughputWindow, err = parseDurationRange(v, 100*time.Millisecond, time.Hour)
+			return err
+		}},
+	{Name: "WORKER_MAX_RSS", Default: "0", Description: "Resident memory of the worker child past which it is recycled between tasks (a leak); a size such as `512MiB`, 0 for no limit.",
+		set: func(c *Config, v string) (err error) {
+			if v == "0" {
+				c.WorkerMaxRSS = 0
+				return nil
+			}
+			c.WorkerMaxRSS, err = parseBytes(v)
+			return err
+		}},
 	{Name: "JOB_RETENTION", Default: "168h", Description: "How long a job's record stays readable at `/api/v1/jobs/{id}`.",
 		set: func(c *Config, v string) (err error) {
 			c.JobRetention, err = parseDurationRange(v, time.Minute, 365*24*time.Hour)

@@ -31,6 +31,8 @@ func TestDefaults(t *testing.T) {
 		HealthDetails: DetailsAuthorized, HealthTimeout: 2 * time.Second, JobRetention: 168 * time.Hour,
 		HealthPath: "/health", HealthCache: 2 * time.Second, HealthFailureThreshold: 1,
 		WorkerStaleAfter: 5 * time.Minute, QueueLatencyWarn: time.Minute, QueueLatencyFail: 5 * time.Minute,
+		WorkerExitPolicy: PolicyExit, WorkerMaxRestarts: 5, WorkerRestartWindow: 5 * time.Minute,
+		HangGrace: 30 * time.Second, DegradedRatio: 0.1, DegradedFor: 5 * time.Minute, ThroughputWindow: time.Minute,
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
@@ -48,6 +50,9 @@ func TestValues(t *testing.T) {
 		"HEALTH_PATH": "/status/", "HEALTH_CACHE": "0", "HEALTH_FAILURE_THRESHOLD": "3",
 		"HEALTH_CORS_ORIGINS": "https://status.example.com, http://localhost:3000", "WORKER_STALE_AFTER": "90s",
 		"QUEUE_LATENCY_WARN": "10s", "QUEUE_LATENCY_FAIL": "20s", "ADMIN_TOKEN": "t0k",
+		"WORKER_EXIT_POLICY": "restart", "WORKER_MAX_RESTARTS": "20", "WORKER_RESTART_WINDOW": "1m",
+		"HANG_GRACE": "2s", "DEGRADED_RATIO": "0.25", "DEGRADED_FOR": "10s", "THROUGHPUT_WINDOW": "1s",
+		"WORKER_MAX_RSS": "256MiB",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +66,9 @@ func TestValues(t *testing.T) {
 		HealthPath: "/status", HealthCache: 0, HealthFailureThreshold: 3,
 		HealthCORSOrigins: []string{"https://status.example.com", "http://localhost:3000"},
 		WorkerStaleAfter: 90 * time.Second, QueueLatencyWarn: 10 * time.Second, QueueLatencyFail: 20 * time.Second,
-		AdminToken: "t0k",
+		AdminToken: "t0k", WorkerExitPolicy: PolicyRestart, WorkerMaxRestarts: 20, WorkerRestartWindow: time.Minute,
+		HangGrace: 2 * time.Second, DegradedRatio: 0.25, DegradedFor: 10 * time.Second, ThroughputWindow: time.Second,
+		WorkerMaxRSS: 256 << 20,
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
@@ -79,6 +86,8 @@ func TestEveryProblemAtOnce(t *testing.T) {
 		"HEALTH_TIMEOUT": "1ns", "JOB_RETENTION": "forever", "HEALTH_PATH": "health",
 		"HEALTH_CACHE": "soon", "HEALTH_FAILURE_THRESHOLD": "0", "HEALTH_CORS_ORIGINS": "ftp://x",
 		"WORKER_STALE_AFTER": "0s", "QUEUE_LATENCY_WARN": "never", "QUEUE_LATENCY_FAIL": "-1s",
+		"WORKER_EXIT_POLICY": "ignore", "WORKER_MAX_RESTARTS": "-2", "WORKER_RESTART_WINDOW": "0",
+		"HANG_GRACE": "x", "DEGRADED_RATIO": "1.5", "DEGRADED_FOR": "y", "THROUGHPUT_WINDOW": "z", "WORKER_MAX_RSS": "lots",
 	}
 	_, err := Load(env(bad))
 	var ce *Error

@@ -22,6 +22,14 @@ type WorkerBeat struct {
 	Processed   int64     `json:"processed"`
 	Failed      int64     `json:"failed"`
 	LastSuccess time.Time `json:"last_success,omitzero"`
+	// What the worker's watchdog sees (see worker.Watchdog).
+	Hung          []string  `json:"hung,omitempty"`          // tasks running past deadline + HANG_GRACE
+	Degraded      bool      `json:"degraded,omitempty"`      // throughput collapsed with work waiting
+	DegradedSince time.Time `json:"degraded_since,omitzero"` //
+	Rate          float64   `json:"rate_per_window"`         // completions in the last window
+	Baseline      float64   `json:"baseline_per_window"`     // mean completions per window before it
+	RSS           int64     `json:"rss_bytes,omitempty"`     // resident memory
+	Recycle       string    `json:"recycle,omitempty"`       // why the worker is recycling itself
 }
 
 // Heartbeats records and reads worker heartbeats: a sorted set of worker ids scored by

@@ -38,6 +38,7 @@ type Config struct {
 	MaxImagePixels  int64
 	Retention       time.Duration // lifetime of checkpoints, as of job records
 	LogLevel        slog.Level
+	Watchdog        WatchdogConfig
 }
 
 // Task is one delivery of a task to a Handler.
@@ -59,12 +60,14 @@ type Handler func(ctx context.Context, t *Task) (any, error)
 
 // Worker is one worker process's task runner. Start it once; Stop it once or more.
 type Worker struct {
-	cfg    Config
-	rdb    redis.UniversalClient
-	jobs   *storage.Jobs
-	beats  *storage.Heartbeats
-	logger *slog.Logger
-	id     string
+	cfg      Config
+	rdb      redis.UniversalClient
+	jobs     *storage.Jobs
+	beats    *storage.Heartbeats
+	inflight *storage.InFlight
+	watch    *watchdog
+	logger   *slog.Logger
+	id       string
 
 	srv    *asynq.Server
 	routes map[string]Handler
@@ -88,20 +91,29 @@ type Worker struct {
 // cfg.Queues on rdb, reading and writing blobs in bucket.
 func New(cfg Config, rdb redis.UniversalClient, bucket *blob.Bucket, logger *slog.Logger) *Worker {
 	host, _ := os.Hostname()
+	jobs := storage.NewJobs(rdb, cfg.Retention)
 	w := &Worker{
-		cfg:    cfg,
-		rdb:    rdb,
-		jobs:   storage.NewJobs(rdb, cfg.Retention),
-		beats:  storage.NewHeartbeats(rdb),
-		logger: logger,
-		id:     storage.WorkerID(host, os.Getpid()),
+		cfg:      cfg,
+		rdb:      rdb,
+		jobs:     jobs,
+		beats:    storage.NewHeartbeats(rdb),
+		inflight: storage.NewInFlight(rdb, jobs),
+		logger:   logger,
+		id:       storage.WorkerID(host, os.Getpid()),
 	}
+	w.watch = newWatchdog(cfg.Watchdog, w)
 	w.routes = map[string]Handler{
 		task.TypeEcho:      handleEcho,
 		task.TypeThumbnail: thumbnailHandler(bucket, cfg.MaxImagePixels),
+		task.TypeBatch:     handleBatchCount,
 	}
 	return w
 }
+
+// Handle registers h for task type typ, replacing any built-in one. Call it before
+// Start. The web tier enqueues only the types the task package validates; others are
+// enqueued by Go code with an asynq client.
+func (w *Worker) Handle(typ string, h Handler) { w.routes[typ] = h }
 
 // ID is the id this worker's heartbeat is recorded under (host:pid).
 func (w *Worker) ID() string { return w.id }
@@ -137,8 +149,12 @@ func (w *Worker) Start(ctx context.Context) error {
 		w.logger.WarnContext(ctx, "first heartbeat", "err", err)
 	}
 	ctx, w.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	w.wg.Add(1)
+	w.wg.Add(2)
 	go w.heartbeatLoop(ctx)
+	go func() {
+		defer w.wg.Done()
+		w.watch.run(ctx)
+	}()
 	w.logger.InfoContext(ctx, "worker started", "worker_id", w.id, "concurrency", w.cfg.Concurrency, "queues", w.cfg.Queues)
 	return nil
 }
@@ -204,6 +220,7 @@ func (w *Worker) beat(ctx context.Context) error {
 	if ns := w.lastSuccess.Load(); ns != 0 {
 		b.LastSuccess = time.Unix(0, ns)
 	}
+	w.watch.watchBeat(&b)
 	ctx, cancel := context.WithTimeout(ctx, HeartbeatInterval)
 	defer cancel()
 	return w.beats.Beat(ctx, b, HeartbeatTTL)
@@ -231,13 +248,25 @@ func (w *Worker) wrap(h Handler) asynq.Handler {
 		defer w.handlers.Done()
 		w.active.Add(1)
 		defer w.active.Add(-1)
+		// The supervisor requeues what is in this index if the process dies.
+		if err := w.inflight.Add(ctx, w.id, id, queue); err != nil {
+			log.WarnContext(ctx, "record in-flight task", "err", err)
+		}
+		w.watch.begin(ctx, id)
 		cp := &Checkpoint{rdb: w.rdb, jobs: w.jobs, id: id, ttl: w.cfg.Retention}
 		t := &Task{ID: id, Type: at.Type(), Queue: queue, Payload: at.Payload(), Attempt: attempt, Checkpoint: cp}
 
 		start := time.Now()
 		log.DebugContext(ctx, "task started", "attempt", attempt)
 		result, err := runHandler(ctx, h, t)
-		if rerr := w.record(ctx, log, t, result, err, time.Since(start)); err == nil && rerr != nil {
+		w.watch.end(id)
+		rerr := w.record(ctx, log, t, result, err, time.Since(start))
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if ierr := w.inflight.Remove(rctx, w.id, id); ierr != nil {
+			log.WarnContext(ctx, "clear in-flight task", "err", ierr)
+		}
+		if err == nil && rerr != nil {
 			// The work is done but its record is not: have asynq deliver it again rather
 			// than leave the job active forever. Handlers are idempotent, and a
 			// checkpointed one redoes nothing.

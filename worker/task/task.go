@@ -10,12 +10,14 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strings"
 )
 
 // Task type names.
 const (
 	TypeEcho      = "echo"
 	TypeThumbnail = "image:thumbnail"
+	TypeBatch     = "batch:count"
 )
 
 // ErrUnknownType is returned by Validate for a type that no handler serves.
@@ -35,7 +37,29 @@ func (e *InvalidError) Error() string {
 }
 
 // Types returns the registered task type names, sorted.
-func Types() []string { return []string{TypeEcho, TypeThumbnail} }
+func Types() []string { return []string{TypeBatch, TypeEcho, TypeThumbnail} }
+
+// BatchCount is the payload of a batch:count task: count to N (1 to MaxBatchN) in
+// units of one, sleeping StepMS (0 to MaxBatchStepMS) milliseconds per unit and
+// checkpointing after each. It is the built-in example of long work committed in small
+// units, and what the fault tests kill.
+type BatchCount struct {
+	N      int64 `json:"n"`
+	StepMS int64 `json:"step_ms"`
+}
+
+// BatchCountResult is the result of a batch:count task: the count reached, and how many
+// units were executed in all, across every attempt (UnitsRun - Counted were redone).
+type BatchCountResult struct {
+	Counted  int64 `json:"counted"`
+	UnitsRun int64 `json:"units_run"`
+}
+
+// Limits of a batch:count payload.
+const (
+	MaxBatchN      = 1_000_000
+	MaxBatchStepMS = 60_000
+)
 
 // Echo is the payload of an echo task: the result repeats Message after sleeping
 // SleepMS milliseconds (0 to MaxEchoSleepMS), returning early when cancelled. It exists
@@ -135,8 +159,20 @@ func Validate(typ string, payload json.RawMessage) ([]byte, error) {
 		}
 		p.Sizes = slices.Compact(slices.Sorted(slices.Values(p.Sizes)))
 		return json.Marshal(p)
+	case TypeBatch:
+		var p BatchCount
+		if err := strictDecode(payload, &p); err != nil {
+			return nil, err
+		}
+		if p.N < 1 || p.N > MaxBatchN {
+			return nil, &InvalidError{Field: "n", Msg: fmt.Sprintf("must be 1-%d", MaxBatchN)}
+		}
+		if p.StepMS < 0 || p.StepMS > MaxBatchStepMS {
+			return nil, &InvalidError{Field: "step_ms", Msg: fmt.Sprintf("must be 0-%d", MaxBatchStepMS)}
+		}
+		return json.Marshal(p)
 	default:
-		return nil, fmt.Errorf("%w %q (known: echo, image:thumbnail)", ErrUnknownType, typ)
+		return nil, fmt.Errorf("%w %q (known: %s)", ErrUnknownType, typ, strings.Join(Types(), ", "))
 	}
 }
 

@@ -1,0 +1,122 @@
+package storage
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// InFlight tracks which tasks each worker process is running (a hash per worker,
+// task id -> queue), so that when a worker dies its supervisor knows exactly which tasks
+// to make runnable again, at once, instead of waiting for asynq's lease to expire and
+// its recoverer to sweep (30 s + up to 60 s, then the retry delay). Safe for
+// concurrent use.
+type InFlight struct {
+	rdb  redis.UniversalClient
+	jobs *Jobs
+}
+
+// NewInFlight returns the in-flight index on rdb; recovered tasks' records are updated
+// through jobs.
+func NewInFlight(rdb redis.UniversalClient, jobs *Jobs) *InFlight {
+	return &InFlight{rdb: rdb, jobs: jobs}
+}
+
+func inflightKey(worker string) string { return KeyPrefix + "worker:" + worker + ":tasks" }
+
+// Add records that worker is running task id from queue.
+func (f *InFlight) Add(ctx context.Context, worker, id, queue string) error {
+	if err := f.rdb.HSet(ctx, inflightKey(worker), id, queue).Err(); err != nil {
+		return fmt.Errorf("record in-flight %s: %w", id, err)
+	}
+	return nil
+}
+
+// Remove records that worker is done with task id.
+func (f *InFlight) Remove(ctx context.Context, worker, id string) error {
+	if err := f.rdb.HDel(ctx, inflightKey(worker), id).Err(); err != nil {
+		return fmt.Errorf("clear in-flight %s: %w", id, err)
+	}
+	return nil
+}
+
+//go:embed recover.lua
+var recoverLua string
+
+var recoverScript = redis.NewScript(recoverLua)
+
+// Recovered is what became of one task of a dead worker.
+type Recovered struct {
+	ID, Queue string
+	// State is the task's asynq state now: "pending" when it was requeued here, or the
+	// state asynq had already moved it to (retry, archived, or "" when it is gone).
+	State string
+}
+
+// Recover makes the tasks that the dead worker was running runnable again: each one
+// still active in asynq is moved back to the front of its queue (as asynq's own
+// Requeue does: off the active list and the lease set, onto pending) and its job record
+// says pending, with reason as the error. Tasks asynq already moved on (a hung handler
+// past its deadline is retried or archived by asynq) get a record that agrees. The
+// worker's index is removed. Call it only for a worker known to be dead: asynq's key
+// layout is that of v0.26 (internal/base).
+func (f *InFlight) Recover(ctx context.Context, worker, reason string) ([]Recovered, error) {
+	tasks, err := f.rdb.HGetAll(ctx, inflightKey(worker)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read in-flight of %s: %w", worker, err)
+	}
+	var out []Recovered
+	now := time.Now()
+	for id, queue := range tasks {
+		q := "asynq:{" + queue + "}:"
+		state, err := recoverScript.Run(ctx, f.rdb, []string{q + "active", q + "lease", q + "pending", q + "t:" + id}, id).Text()
+		if err != nil && err != redis.Nil {
+			return out, fmt.Errorf("requeue %s: %w", id, err)
+		}
+		out = append(out, Recovered{ID: id, Queue: queue, State: state})
+		var record, msg string
+		switch state {
+		case "pending":
+			record, msg = StatePending, "interrupted: "+reason+"; returned to its queue"
+		case "retry":
+			record, msg = StateRetry, "interrupted: "+reason
+		case "archived":
+			record, msg = StateFailed, "interrupted: "+reason
+		default:
+			continue // completed or gone: the record already says so
+		}
+		if err := f.jobs.Finish(ctx, id, record, nil, msg, now); err != nil {
+			return out, err
+		}
+	}
+	if err := f.rdb.Del(ctx, inflightKey(worker)).Err(); err != nil {
+		return out, fmt.Errorf("clear in-flight of %s: %w", worker, err)
+	}
+	return out, nil
+}
+
+// Orphans returns the workers that have an in-flight index but no live heartbeat:
+// workers that died without their supervisor recovering their tasks (the whole
+// deployable was killed). It scans keys, so call it at start-up, not per request.
+func (f *InFlight) Orphans(ctx context.Context) ([]string, error) {
+	var orphans []string
+	iter := f.rdb.Scan(ctx, 0, KeyPrefix+"worker:*:tasks", 100).Iterator()
+	for iter.Next(ctx) {
+		worker := strings.TrimSuffix(strings.TrimPrefix(iter.Val(), KeyPrefix+"worker:"), ":tasks")
+		n, err := f.rdb.Exists(ctx, workerKey(worker)).Result()
+		if err != nil {
+			return nil, fmt.Errorf("check heartbeat of %s: %w", worker, err)
+		}
+		if n == 0 {
+			orphans = append(orphans, worker)
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return nil, fmt.Errorf("scan in-flight: %w", err)
+	}
+	return orphans, nil
+}

@@ -1,0 +1,237 @@
+package worker
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/shoestring-go/shoestring/storage"
+)
+
+// Exit policies of a Supervision.
+const (
+	PolicyExit    = "exit"    // the child's death ends the Supervision: the deployable exits
+	PolicyRestart = "restart" // the child is restarted in place, within a restart budget
+)
+
+// Restart backoff: equal jitter over an exponential base, as in "Exponential Backoff And
+// Jitter" (AWS Architecture Blog, 2015): the n-th restart in a window waits d/2 + rand(d/2)
+// with d = min(backoffMax, backoffBase * 2^(n-1)).
+const (
+	backoffBase = 500 * time.Millisecond
+	backoffMax  = 30 * time.Second
+)
+
+// Supervision keeps the combined-mode worker child running under an exit policy. When
+// the child dies it first makes the child's in-flight tasks runnable again (their asynq
+// lease would otherwise hold them for 30 s, and the recoverer sweeps once a minute),
+// then restarts the child or gives up, per Policy. It also watches the child's
+// heartbeat: a child whose heartbeat stops while its process lives is wedged and is
+// killed; a child whose watchdog asked for a recycle and is still alive after
+// RecycleGrace is killed.
+//
+// Start once; Stop once or more, from any goroutine.
+type Supervision struct {
+	// New makes the Supervisor of each (re)start.
+	New         func() *Supervisor
+	Policy      string
+	MaxRestarts int           // restarts allowed within Window; one more ends the Supervision
+	Window      time.Duration //
+	Host        string        // this machine's hostname, for the child's worker id
+	Beats       *storage.Heartbeats
+	InFlight    *storage.InFlight
+	// StaleAfter: heartbeat absent this long (Redis answering) while the child lives:
+	// the child is wedged and is killed. RecycleGrace: how long a child that asked for a
+	// recycle may take to exit by itself.
+	StaleAfter   time.Duration
+	RecycleGrace time.Duration
+	// OnReady is called when a child's first heartbeat is seen; OnDown when a child died
+	// and another is being started. Both from the Supervision's goroutine.
+	OnReady func()
+	OnDown  func()
+	Logger  *slog.Logger
+
+	done    chan Exit // receives the final Exit when the policy gives up; buffered 1
+	stop    chan struct{}
+	stopped chan struct{} // closed when the loop has ended
+	once    sync.Once
+	last    Exit // written by the loop before stopped is closed
+}
+
+// Start starts the first child and returns once it runs. Errors: it cannot be started.
+func (s *Supervision) Start(ctx context.Context) error {
+	s.done = make(chan Exit, 1)
+	s.stop = make(chan struct{})
+	s.stopped = make(chan struct{})
+	sup := s.New()
+	if err := sup.Start(ctx); err != nil {
+		close(s.stopped)
+		return err
+	}
+	go s.loop(ctx, sup)
+	return nil
+}
+
+// Done delivers the child's Exit when the Supervision gives up on it: under PolicyExit
+// at the first unexpected death, under PolicyRestart when the restart budget is spent.
+func (s *Supervision) Done() <-chan Exit { return s.done }
+
+// Stop stops the current child gracefully (Supervisor.Stop) and ends the Supervision;
+// it returns how the child ended. Safe after Done fired and to call more than once.
+func (s *Supervision) Stop() Exit {
+	s.once.Do(func() { close(s.stop) })
+	<-s.stopped
+	return s.last
+}
+
+func (s *Supervision) loop(ctx context.Context, sup *Supervisor) {
+	defer close(s.stopped)
+	var restarts []time.Time
+	for {
+		id := storage.WorkerID(s.Host, sup.PID())
+		mctx, cancel := context.WithCancel(ctx)
+		go s.monitor(mctx, sup, id)
+
+		var ex Exit
+		select {
+		case <-s.stop:
+			cancel()
+			s.last = sup.Stop()
+			return
+		case ex = <-sup.Exited():
+		}
+		cancel()
+		// The platform signals every process of the deployable at once; a child that
+		// stopped cleanly may have got its SIGTERM first. Give the parent's a moment.
+		if ex.Success() {
+			select {
+			case <-s.stop:
+				s.last = ex
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+		s.Logger.Error("worker child exited unexpectedly", "child_pid", ex.PID, "exit_code", ex.Code, "signal", ex.Signal)
+		s.recoverTasks(id, "worker process died ("+ex.String()+")")
+
+		now := time.Now()
+		restarts = append(restarts, now)
+		for len(restarts) > 0 && now.Sub(restarts[0]) > s.Window {
+			restarts = restarts[1:]
+		}
+		if s.Policy != PolicyRestart || len(restarts) > s.MaxRestarts {
+			if s.Policy == PolicyRestart {
+				s.Logger.Error("worker restart budget spent", "restarts", len(restarts)-1, "window", s.Window)
+			}
+			s.last = ex
+			s.done <- ex
+			return
+		}
+		if s.OnDown != nil {
+			s.OnDown()
+		}
+		wait := backoff(len(restarts))
+		s.Logger.Warn("restarting worker child", "in", wait.Round(time.Millisecond), "restart", len(restarts), "of", s.MaxRestarts, "window", s.Window)
+		select {
+		case <-s.stop:
+			s.last = ex
+			return
+		case <-time.After(wait):
+		}
+		sup = s.New()
+		if err := sup.Start(ctx); err != nil {
+			s.Logger.Error("restart worker child", "err", err)
+			s.last = Exit{Err: err, Code: -1}
+			s.done <- s.last
+			return
+		}
+	}
+}
+
+// backoff is the wait before the n-th restart (n >= 1) of a window.
+func backoff(n int) time.Duration {
+	d := backoffMax
+	if n < 16 {
+		d = min(backoffMax, backoffBase<<(n-1))
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// recoverTasks requeues what the dead child was running, so it runs again at once.
+func (s *Supervision) recoverTasks(id, reason string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rec, err := s.InFlight.Recover(ctx, id, reason)
+	if err != nil {
+		// Not lost: asynq's lease expiry and recoverer still bring them back, later.
+		s.Logger.Error("requeue the dead worker's tasks", "worker_id", id, "err", err)
+	}
+	for _, r := range rec {
+		s.Logger.Warn("task of the dead worker", "task_id", r.ID, "queue", r.Queue, "now", r.State)
+	}
+}
+
+// monitor turns the instance Ready on the child's first heartbeat, then kills a child
+// that is wedged (no heartbeat while Redis answers) or that asked for a recycle and has
+// not exited. It returns when ctx is done.
+func (s *Supervision) monitor(ctx context.Context, sup *Supervisor, id string) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	ready := false
+	lastSeen := time.Now()
+	var recycleAsked time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		b, ok, err := s.Beats.Get(ctx, id)
+		if err != nil {
+			continue // Redis trouble says nothing about the child
+		}
+		now := time.Now()
+		if ok {
+			lastSeen = now
+			if !ready {
+				ready = true
+				t.Reset(time.Second)
+				if s.OnReady != nil {
+					s.OnReady()
+				}
+			}
+			if b.Recycle != "" && recycleAsked.IsZero() {
+				recycleAsked = now
+			}
+		}
+		switch {
+		case !recycleAsked.IsZero() && now.Sub(recycleAsked) > s.RecycleGrace:
+			s.Logger.Error("worker child asked for a recycle but is still running; killing it", "child_pid", sup.PID())
+			sup.Kill()
+			return
+		case ready && now.Sub(lastSeen) > s.StaleAfter:
+			s.Logger.Error("worker child heartbeat stopped while its process lives (wedged); killing it",
+				"child_pid", sup.PID(), "silent_for", now.Sub(lastSeen).Round(time.Second))
+			sup.Kill()
+			return
+		}
+	}
+}
+
+// Kill sends SIGKILL to the child's process group at once; Exited reports the end.
+func (s *Supervisor) Kill() {
+	if s.done == nil {
+		return
+	}
+	select {
+	case <-s.done:
+		return // gone already: its pid may belong to someone else now
+	default:
+	}
+	if s.pid > 0 {
+		_ = syscall.Kill(-s.pid, syscall.SIGKILL)
+	}
+}

@@ -1,0 +1,243 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/shoestring-go/shoestring/storage"
+)
+
+// WatchdogConfig sets what the worker's watchdog looks for: what a platform cannot see
+// of a process that is alive but not working.
+type WatchdogConfig struct {
+	// HangGrace: a task still running this long past its deadline has a handler that
+	// ignores cancellation. 0 turns hang detection off.
+	HangGrace time.Duration
+	// DegradedRatio: completions in the last Window below this fraction of the mean of
+	// the ten Windows before it, while tasks are waiting, is Degraded. 0 turns it off.
+	DegradedRatio float64
+	// DegradedFor: Degraded this long, and the worker recycles.
+	DegradedFor time.Duration
+	// Window is the throughput window; default 1 minute.
+	Window time.Duration
+	// MaxRSS in bytes: resident memory past it recycles the worker between tasks. 0: off.
+	MaxRSS int64
+	// OnRecycle is called once, from the watchdog goroutine, when the worker must be
+	// recycled; reason says why. The caller stops the worker (gracefully: in-flight
+	// tasks finish or go back to their queue) and exits for a fresh process.
+	OnRecycle func(reason string)
+}
+
+// baselineWindows is how many windows before the current one make the baseline, and
+// minBaseline the completions they must hold for a collapse to mean anything.
+const (
+	baselineWindows = 10
+	minBaseline     = 10
+)
+
+// running is one task a handler is working on.
+type running struct {
+	started  time.Time
+	deadline time.Time // zero: none
+}
+
+// watchState is the watchdog's verdict, read by the heartbeat.
+type watchState struct {
+	hung          []string
+	degraded      bool
+	degradedSince time.Time
+	rate          float64
+	baseline      float64
+	rss           int64
+	recycle       string
+}
+
+// watchdog checks the worker every tick. It owns the window ring; mu guards the rest.
+type watchdog struct {
+	cfg     WatchdogConfig
+	w       *Worker
+	ins     *asynq.Inspector
+	windows []int64 // completions per finished window, oldest first
+	lastAt  time.Time
+	lastN   int64
+
+	mu      sync.Mutex
+	tasks   map[string]running
+	state   watchState
+	recycle sync.Once
+}
+
+func newWatchdog(cfg WatchdogConfig, w *Worker) *watchdog {
+	if cfg.Window <= 0 {
+		cfg.Window = time.Minute
+	}
+	return &watchdog{cfg: cfg, w: w, ins: asynq.NewInspectorFromRedisClient(w.rdb), tasks: make(map[string]running)}
+}
+
+func (d *watchdog) begin(ctx context.Context, id string) {
+	r := running{started: time.Now()}
+	if dl, ok := ctx.Deadline(); ok {
+		r.deadline = dl
+	}
+	d.mu.Lock()
+	d.tasks[id] = r
+	d.mu.Unlock()
+}
+
+func (d *watchdog) end(id string) {
+	d.mu.Lock()
+	delete(d.tasks, id)
+	d.mu.Unlock()
+}
+
+func (d *watchdog) snapshot() watchState {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := d.state
+	s.hung = slices.Clone(s.hung)
+	return s
+}
+
+// run checks every tick until ctx is done.
+func (d *watchdog) run(ctx context.Context) {
+	tick := min(d.cfg.Window, time.Second)
+	if d.cfg.HangGrace > 0 {
+		tick = min(tick, d.cfg.HangGrace/2)
+	}
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	d.lastAt, d.lastN = time.Now(), d.w.processed.Load()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			d.check(ctx, now)
+		}
+	}
+}
+
+func (d *watchdog) check(ctx context.Context, now time.Time) {
+	var reasons []string
+
+	// Hangs: asynq gives up on a task at its deadline, but a handler that ignores
+	// cancellation keeps running (and holding whatever it holds) for ever.
+	var hung []string
+	if d.cfg.HangGrace > 0 {
+		d.mu.Lock()
+		for id, r := range d.tasks {
+			if !r.deadline.IsZero() && now.After(r.deadline.Add(d.cfg.HangGrace)) {
+				hung = append(hung, id)
+			}
+		}
+		d.mu.Unlock()
+		slices.Sort(hung)
+		if len(hung) > 0 {
+			reasons = append(reasons, "task "+hung[0]+" still running "+d.cfg.HangGrace.String()+" past its deadline (its handler ignores cancellation)")
+		}
+	}
+
+	// Throughput, per finished window.
+	d.mu.Lock()
+	st := d.state
+	d.mu.Unlock()
+	if now.Sub(d.lastAt) >= d.cfg.Window {
+		n := d.w.processed.Load()
+		d.windows = append(d.windows, n-d.lastN)
+		if len(d.windows) > baselineWindows+1 {
+			d.windows = d.windows[1:]
+		}
+		d.lastAt, d.lastN = now, n
+		st.degraded = false
+		if len(d.windows) == baselineWindows+1 && d.cfg.DegradedRatio > 0 {
+			var sum int64
+			for _, c := range d.windows[:baselineWindows] {
+				sum += c
+			}
+			st.rate = float64(d.windows[baselineWindows])
+			st.baseline = float64(sum) / baselineWindows
+			if sum >= minBaseline && st.rate < d.cfg.DegradedRatio*st.baseline && d.waiting() {
+				st.degraded = true
+			}
+		}
+		if !st.degraded {
+			st.degradedSince = time.Time{}
+		} else if st.degradedSince.IsZero() {
+			st.degradedSince = now
+			d.w.logger.WarnContext(ctx, "watchdog: throughput collapsed with work waiting",
+				"completions", st.rate, "baseline", st.baseline, "window", d.cfg.Window)
+		}
+	}
+	if st.degraded && now.Sub(st.degradedSince) >= d.cfg.DegradedFor {
+		reasons = append(reasons, "throughput below "+strconv.FormatFloat(d.cfg.DegradedRatio, 'g', -1, 64)+
+			" of its baseline for "+d.cfg.DegradedFor.String())
+	}
+
+	if d.cfg.MaxRSS > 0 {
+		st.rss = residentBytes()
+		if st.rss > d.cfg.MaxRSS {
+			reasons = append(reasons, "resident memory "+strconv.FormatInt(st.rss>>20, 10)+" MiB over WORKER_MAX_RSS "+
+				strconv.FormatInt(d.cfg.MaxRSS>>20, 10)+" MiB")
+		}
+	}
+
+	st.hung = hung
+	if len(reasons) > 0 && st.recycle == "" {
+		st.recycle = reasons[0]
+	}
+	d.mu.Lock()
+	d.state = st
+	d.mu.Unlock()
+	if st.recycle != "" && d.cfg.OnRecycle != nil {
+		d.recycle.Do(func() {
+			d.w.logger.ErrorContext(ctx, "watchdog: recycling the worker", "reason", st.recycle)
+			// Tell the web tier at once rather than at the next beat.
+			if err := d.w.beat(ctx); err != nil {
+				d.w.logger.WarnContext(ctx, "heartbeat", "err", err)
+			}
+			d.cfg.OnRecycle(st.recycle)
+		})
+	}
+}
+
+// waiting reports whether any served queue has tasks pending.
+func (d *watchdog) waiting() bool {
+	for q := range d.w.cfg.Queues {
+		if qi, err := d.ins.GetQueueInfo(q); err == nil && qi.Pending > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// residentBytes is this process's resident set size, from /proc/self/statm (Linux;
+// 0 elsewhere).
+func residentBytes() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := bytes.Fields(b)
+	if len(f) < 2 {
+		return 0
+	}
+	pages, err := strconv.ParseInt(string(f[1]), 10, 64)
+	if err != nil {
+		return 0
+	}
+	return pages * int64(os.Getpagesize())
+}
+
+// watchBeat copies the watchdog's verdict into a heartbeat.
+func (d *watchdog) watchBeat(b *storage.WorkerBeat) {
+	s := d.snapshot()
+	b.Hung, b.Degraded, b.DegradedSince = s.hung, s.degraded, s.degradedSince
+	b.Rate, b.Baseline, b.RSS, b.Recycle = s.rate, s.baseline, s.rss, s.recycle
+}
