@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/shoestring-go/shoestring/storage"
@@ -88,8 +89,14 @@ func WorkerCheck(beats *storage.Heartbeats, ttl time.Duration, backlog BacklogFu
 		}
 		var processed, failed, active int64
 		var lastSuccess, progress time.Time // progress: last completion or worker start
+		var hung []string
+		var degraded *storage.WorkerBeat
 		workers := make([]string, 0, len(live))
 		for _, b := range live {
+			hung = append(hung, b.Hung...)
+			if b.Degraded {
+				degraded = &b
+			}
 			processed += b.Processed
 			failed += b.Failed
 			active += b.Active
@@ -108,6 +115,16 @@ func WorkerCheck(beats *storage.Heartbeats, ttl time.Duration, backlog BacklogFu
 		if !lastSuccess.IsZero() {
 			data["last_success"] = lastSuccess.UTC()
 			data["since_last_success_s"] = int64(now.Sub(lastSuccess).Seconds())
+		}
+		if len(hung) > 0 {
+			data["hung"] = hung
+			return Result{Status: Unhealthy, Data: data,
+				Description: fmt.Sprintf("task(s) %s still running past deadline + HANG_GRACE: the handler ignores cancellation", strings.Join(hung, ", "))}
+		}
+		if degraded != nil {
+			return Result{Status: Degraded, Data: data,
+				Description: fmt.Sprintf("worker %s: throughput collapsed to %.0f per window against a baseline of %.1f, with work waiting",
+					degraded.ID, degraded.Rate, degraded.Baseline)}
 		}
 		bl, err := backlog(ctx)
 		if err != nil {
