@@ -154,4 +154,3 @@ func TestRSSLimit(t *testing.T) {
 		t.Errorf("reason = %q", reason)
 	}
 }
-

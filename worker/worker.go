@@ -51,6 +51,18 @@ type Task struct {
 	Checkpoint *Checkpoint
 }
 
+// errRecordLost marks a task whose work succeeded but whose outcome could not be
+// recorded (Redis trouble): it is retried after a second, not asynq's backoff.
+var errRecordLost = errors.New("outcome not recorded")
+
+// retryDelay is asynq's default backoff, except a second for errRecordLost.
+func retryDelay(n int, err error, t *asynq.Task) time.Duration {
+	if errors.Is(err, errRecordLost) {
+		return time.Second
+	}
+	return asynq.DefaultRetryDelayFunc(n, err, t)
+}
+
 // Handler does the work of one task and returns its result, which is stored
 // JSON-encoded in the job record. An error wrapping asynq.SkipRetry fails the task at
 // once; any other error retries it while its retry budget lasts. Handlers must honour
@@ -135,6 +147,7 @@ func (w *Worker) Start(ctx context.Context) error {
 		// enqueued while the worker is idle.
 		TaskCheckInterval:        250 * time.Millisecond,
 		DelayedTaskCheckInterval: time.Second,
+		RetryDelayFunc:           retryDelay,
 	})
 	mux := asynq.NewServeMux()
 	for typ, h := range w.routes {
@@ -236,7 +249,11 @@ func (w *Worker) wrap(h Handler) asynq.Handler {
 		queue, _ := asynq.GetQueueName(ctx)
 		log := w.logger.With("task_id", id, "task_type", at.Type(), "queue", queue)
 
-		attempt, err := w.jobs.Start(ctx, id, at.Type(), queue, time.Now())
+		var attempt int
+		err = retryRedis(ctx, log, "record task start", func() (err error) {
+			attempt, err = w.jobs.Start(ctx, id, at.Type(), queue, time.Now())
+			return err
+		})
 		if errors.Is(err, storage.ErrCompleted) {
 			log.InfoContext(ctx, "task already completed; not running it again")
 			return nil
@@ -267,6 +284,7 @@ func (w *Worker) wrap(h Handler) asynq.Handler {
 			log.WarnContext(ctx, "clear in-flight task", "err", ierr)
 		}
 		if err == nil && rerr != nil {
+			rerr = fmt.Errorf("%w: %v", errRecordLost, rerr)
 			// The work is done but its record is not: have asynq deliver it again rather
 			// than leave the job active forever. Handlers are idempotent, and a
 			// checkpointed one redoes nothing.
@@ -274,6 +292,21 @@ func (w *Worker) wrap(h Handler) asynq.Handler {
 		}
 		return err
 	})
+}
+
+// retryRedis calls fn until it succeeds, is refused for good (ErrCompleted), or ctx is
+// done, backing off from 100 ms to 2 s: for job-record writes while Redis is away.
+func retryRedis(ctx context.Context, log *slog.Logger, what string, fn func() error) error {
+	err := fn()
+	for wait := 100 * time.Millisecond; err != nil && !errors.Is(err, storage.ErrCompleted) && ctx.Err() == nil; wait = min(2*wait, 2*time.Second) {
+		log.WarnContext(ctx, what+"; retrying", "in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+		err = fn()
+	}
+	return err
 }
 
 // runHandler calls h, turning a panic into an error so the job record says what happened.
@@ -289,8 +322,7 @@ func runHandler(ctx context.Context, h Handler, t *Task) (result any, err error)
 // record writes the outcome of one attempt. It uses a context of its own: the task's
 // may be cancelled already, and the outcome must still be written.
 func (w *Worker) record(ctx context.Context, log *slog.Logger, t *Task, result any, taskErr error, took time.Duration) error {
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
+	wctx := context.WithoutCancel(ctx) // each Redis call is bounded by the client's timeouts
 	now := time.Now()
 	var state, msg string
 	var data []byte
@@ -317,7 +349,14 @@ func (w *Worker) record(ctx context.Context, log *slog.Logger, t *Task, result a
 		}
 		w.failed.Add(1)
 	}
-	if err := w.jobs.Finish(wctx, t.ID, state, data, msg, now); err != nil {
+	// While Redis is away, keep trying for as long as the task may run: asynq's own
+	// attempt to mark the task done would fail too, and its retries of that are
+	// abandoned, so the task would sit until its lease expired and the recoverer swept
+	// (90 s or more). Holding the worker slot meanwhile is the right backpressure.
+	err := retryRedis(ctx, log, "record task outcome", func() error {
+		return w.jobs.Finish(wctx, t.ID, state, data, msg, now)
+	})
+	if err != nil {
 		log.ErrorContext(ctx, "record task outcome", "state", state, "err", err)
 		return err
 	}
