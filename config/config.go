@@ -175,7 +175,10 @@ var settings = []Setting{
 			return err
 		}},
 	{Name: "HEALTH_FAILURE_THRESHOLD", Default: "1", Description: "Consecutive failures before a check reports Unhealthy; until then it reports Degraded (1-100).",
-		set: func(c *Config, v string) (err error) { c.HealthFailureThreshold, err = parseIntRange(v, 1, 100); return err }},
+		set: func(c *Config, v string) (err error) {
+			c.HealthFailureThreshold, err = parseIntRange(v, 1, 100)
+			return err
+		}},
 	{Name: "HEALTH_CORS_ORIGINS", Default: "", Description: "Comma-separated origins allowed to read the health routes from a browser, or `*`. Unset: no CORS headers.",
 		set: func(c *Config, v string) (err error) { c.HealthCORSOrigins, err = parseOrigins(v); return err }},
 	{Name: "WORKER_STALE_AFTER", Default: "5m", Description: "With tasks waiting and none completed for this long, `worker` is Degraded; for twice this long, Unhealthy. An idle worker is Healthy.",
@@ -198,7 +201,10 @@ var settings = []Setting{
 	{Name: "WORKER_EXIT_POLICY", Default: PolicyExit, Description: "When the worker child dies: `exit` (the parent exits non-zero, the platform restarts the deployable) or `restart` (restarted in place with jittered exponential backoff).",
 		set: func(c *Config, v string) error { c.WorkerExitPolicy = v; return oneOf(v, PolicyExit, PolicyRestart) }},
 	{Name: "WORKER_MAX_RESTARTS", Default: "5", Description: "With `restart`: restarts allowed within `WORKER_RESTART_WINDOW`; one more and the parent exits (0-1000).",
-		set: func(c *Config, v string) (err error) { c.WorkerMaxRestarts, err = parseIntRange(v, 0, 1000); return err }},
+		set: func(c *Config, v string) (err error) {
+			c.WorkerMaxRestarts, err = parseIntRange(v, 0, 1000)
+			return err
+		}},
 	{Name: "WORKER_RESTART_WINDOW", Default: "5m", Description: "The window `WORKER_MAX_RESTARTS` counts in.",
 		set: func(c *Config, v string) (err error) {
 			c.WorkerRestartWindow, err = parseDurationRange(v, time.Second, 24*time.Hour)

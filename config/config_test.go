@@ -65,7 +65,7 @@ func TestValues(t *testing.T) {
 		HealthTimeout: 500 * time.Millisecond, JobRetention: 24 * time.Hour,
 		HealthPath: "/status", HealthCache: 0, HealthFailureThreshold: 3,
 		HealthCORSOrigins: []string{"https://status.example.com", "http://localhost:3000"},
-		WorkerStaleAfter: 90 * time.Second, QueueLatencyWarn: 10 * time.Second, QueueLatencyFail: 20 * time.Second,
+		WorkerStaleAfter:  90 * time.Second, QueueLatencyWarn: 10 * time.Second, QueueLatencyFail: 20 * time.Second,
 		AdminToken: "t0k", WorkerExitPolicy: PolicyRestart, WorkerMaxRestarts: 20, WorkerRestartWindow: time.Minute,
 		HangGrace: 2 * time.Second, DegradedRatio: 0.25, DegradedFor: 10 * time.Second, ThroughputWindow: time.Second,
 		WorkerMaxRSS: 256 << 20,
