@@ -325,3 +325,36 @@ func TestSigtermUnderLoad(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchdogRecycleRestarts: a worker over WORKER_MAX_RSS is recycled between tasks
+// (its task in flight still completes), the supervisor restarts it per the restart
+// policy, and when the restart budget is spent the deployable exits non-zero.
+func TestWatchdogRecycleRestarts(t *testing.T) {
+	t.Parallel()
+	r := storagetest.StartRedis(t)
+	env := sharedEnv(r, t)
+	env["WORKER_EXIT_POLICY"] = "restart"
+	env["WORKER_MAX_RESTARTS"] = "2"
+	env["WORKER_RESTART_WINDOW"] = "1m"
+	env["WORKER_MAX_RSS"] = "1MiB" // every Go process is over it: recycled at once
+	in := startInstance(t, env)
+	id := in.postJSON("/api/v1/jobs", `{"type":"echo","payload":{"message":"finish me","sleep_ms":800}}`, http.StatusAccepted)["id"].(string)
+
+	code, took := in.waitExit(60 * time.Second)
+	if code == 0 {
+		t.Fatalf("parent exited 0 after its restart budget was spent")
+	}
+	out := in.output()
+	for _, want := range []string{"resident memory", `"msg":"restarting worker child"`, `"msg":"worker restart budget spent"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %s", want)
+		}
+	}
+	if n := strings.Count(out, `"msg":"worker child started"`); n != 3 {
+		t.Errorf("child started %d times, want 3 (first + 2 restarts)", n)
+	}
+	if st := in.job2(r, id); st != "completed" && st != "pending" {
+		t.Errorf("the task in flight at the recycle ended %s, want completed (or requeued)", st)
+	}
+	t.Logf("watchdog recycle: 3 children, parent exited %d after %v", code, took.Round(time.Millisecond))
+}
