@@ -171,7 +171,7 @@ func TestRealImages(t *testing.T) {
 		{"progressive jpeg", "testdata/video-001.progressive.jpeg", video, "*image.YCbCr", "testdata/video-001.png", 2},
 		{"cmyk jpeg", "testdata/video-001.cmyk.jpeg", video, "*image.CMYK", "testdata/video-001.cmyk.png", 2},
 		{"jpeg sampled 2x2 1x1 1x2", "testdata/video-001.221212.jpeg", video, "*image.YCbCr", "testdata/video-001.221212.png", 2},
-		{"jpeg sampled 4:1:0", "testdata/video-001.q50.410.jpeg", video, "*image.YCbCr", "testdata/video-001.png", 4},
+		{"jpeg sampled 4:1:0", "testdata/video-001.q50.410.jpeg", video, "*image.YCbCr", "testdata/video-001.png", 6},
 		{"rgb jpeg", "testdata/video-001.rgb.jpeg", video, "*image.RGBA", "testdata/video-001.rgb.png", 2},
 		{"grayscale jpeg", "testdata/video-005.gray.jpeg", video, "*image.Gray", "testdata/video-005.gray.png", 2},
 		{"grayscale progressive jpeg", "testdata/video-005.gray.q50.progressive.jpeg", video, "*image.Gray", "testdata/video-005.gray.png", 3},
@@ -224,7 +224,9 @@ func TestRealImages(t *testing.T) {
 				if got, want := thumb.Bounds(), image.Rect(0, 0, wantW, wantH); got != want {
 					t.Errorf("Render(%d) output JPEG is %v, want %v", width, got, want)
 				}
-				if diff := cmp.Diff(wantMean, meanOverWhite(thumb), cmpopts.EquateApprox(0, 3)); diff != "" {
+				// 4 levels allows for JPEG and ringing at the sharp
+				// red-on-white edges of triangle-001.gif at 50 pixels.
+				if diff := cmp.Diff(wantMean, meanOverWhite(thumb), cmpopts.EquateApprox(0, 4)); diff != "" {
 					t.Errorf("Render(%d) mean colour over white (-source +thumbnail):\n%s", width, diff)
 				}
 			}
@@ -263,16 +265,11 @@ func withSegments(tb testing.TB, jpg []byte, segments ...[]byte) []byte {
 	if !bytes.HasPrefix(jpg, []byte{0xFF, 0xD8}) {
 		tb.Fatal("not a JPEG: no SOI")
 	}
-	out := slices2(jpg[:2], segments, jpg[2:])
-	return out
-}
-
-func slices2(head []byte, middle [][]byte, tail []byte) []byte {
-	out := append([]byte(nil), head...)
-	for _, m := range middle {
-		out = append(out, m...)
+	out := append([]byte(nil), jpg[:2]...)
+	for _, s := range segments {
+		out = append(out, s...)
 	}
-	return append(out, tail...)
+	return append(out, jpg[2:]...)
 }
 
 // segment returns a JPEG marker segment: 0xFF, marker, big-endian length
@@ -486,14 +483,18 @@ func pngHeader(w, h uint32) []byte {
 	return binary.BigEndian.AppendUint32(out, crc32.ChecksumIEEE(ihdr))
 }
 
-// jpegHeader returns SOI and a baseline SOF0 for a one-component w x h image,
-// and nothing else (ITU-T T.81 B.2.2).
+// jpegHeader returns SOI, a baseline SOF0 for a one-component w x h image and
+// an SOS header, with no tables and no scan data (ITU-T T.81 B.2.2, B.2.3).
+// image/jpeg reads up to SOS for the configuration unless there is a JFIF
+// APP0, because an Adobe APP14 there could change the colour model.
 func jpegHeader(w, h uint16) []byte {
 	sof := []byte{8}
 	sof = binary.BigEndian.AppendUint16(sof, h)
 	sof = binary.BigEndian.AppendUint16(sof, w)
 	sof = append(sof, 1, 1, 0x11, 0) // one component: id, 1x1 sampling, table 0
-	return append([]byte{0xFF, 0xD8}, segment(0xC0, sof)...)
+	sos := []byte{1, 1, 0, 0, 63, 0} // one component, tables 0, spectral 0..63
+	out := append([]byte{0xFF, 0xD8}, segment(0xC0, sof)...)
+	return append(out, segment(0xDA, sos)...)
 }
 
 // gifHeader returns a GIF89a header and logical screen descriptor for w x h
@@ -753,11 +754,11 @@ func TestRenderRejectsMismatch(t *testing.T) {
 func TestSize(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name   string
-		info   thumbnail.Info
-		width  int
-		wantW  int
-		wantH  int
+		name  string
+		info  thumbnail.Info
+		width int
+		wantW int
+		wantH int
 	}{
 		{"downscale", thumbnail.Info{Width: 150, Height: 103, Orientation: 1}, 50, 50, 34},
 		{"no upscale", thumbnail.Info{Width: 150, Height: 103, Orientation: 1}, 1000, 150, 103},
