@@ -314,6 +314,9 @@ func runWeb(ctx context.Context, cfg config.Config, logger *slog.Logger, sv *wor
 	} else {
 		jobs := storage.NewJobs(deps.rdb, cfg.JobRetention)
 		sv.Beats, sv.InFlight = beats, storage.NewInFlight(deps.rdb, jobs)
+		for q := range cfg.Queues {
+			sv.Queues = append(sv.Queues, q)
+		}
 		sv.OnReady = func() {
 			if state.Transition(health.Starting, health.Ready) {
 				logger.Info("ready: worker child heartbeat seen")

@@ -69,6 +69,36 @@ func (f *InFlight) Recover(ctx context.Context, worker, reason string) ([]Recove
 	if err != nil {
 		return nil, fmt.Errorf("read in-flight of %s: %w", worker, err)
 	}
+	out, err := f.requeue(ctx, tasks, reason)
+	if err != nil {
+		return out, err
+	}
+	if err := f.rdb.Del(ctx, inflightKey(worker)).Err(); err != nil {
+		return out, fmt.Errorf("clear in-flight of %s: %w", worker, err)
+	}
+	return out, nil
+}
+
+// RecoverQueues requeues every task active in queues, as Recover does. Call it only
+// when no worker is alive to be running them: a supervisor whose child was the only
+// worker, which closes the gap between asynq handing out a task and the worker
+// recording it in its index.
+func (f *InFlight) RecoverQueues(ctx context.Context, queues []string, reason string) ([]Recovered, error) {
+	tasks := make(map[string]string)
+	for _, q := range queues {
+		ids, err := f.rdb.LRange(ctx, "asynq:{"+q+"}:active", 0, -1).Result()
+		if err != nil {
+			return nil, fmt.Errorf("read active tasks of %s: %w", q, err)
+		}
+		for _, id := range ids {
+			tasks[id] = q
+		}
+	}
+	return f.requeue(ctx, tasks, reason)
+}
+
+// requeue runs the recovery script for each task id -> queue and updates its record.
+func (f *InFlight) requeue(ctx context.Context, tasks map[string]string, reason string) ([]Recovered, error) {
 	var out []Recovered
 	now := time.Now()
 	for id, queue := range tasks {
@@ -92,9 +122,6 @@ func (f *InFlight) Recover(ctx context.Context, worker, reason string) ([]Recove
 		if err := f.jobs.Finish(ctx, id, record, nil, msg, now); err != nil {
 			return out, err
 		}
-	}
-	if err := f.rdb.Del(ctx, inflightKey(worker)).Err(); err != nil {
-		return out, fmt.Errorf("clear in-flight of %s: %w", worker, err)
 	}
 	return out, nil
 }

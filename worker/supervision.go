@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -43,6 +44,7 @@ type Supervision struct {
 	Host        string        // this machine's hostname, for the child's worker id
 	Beats       *storage.Heartbeats
 	InFlight    *storage.InFlight
+	Queues      []string // the queues the child serves
 	// StaleAfter: heartbeat absent this long (Redis answering) while the child lives:
 	// the child is wedged and is killed. RecycleGrace: how long a child that asked for a
 	// recycle may take to exit by itself.
@@ -168,6 +170,16 @@ func (s *Supervision) recoverTasks(id, reason string) {
 	if err != nil {
 		// Not lost: asynq's lease expiry and recoverer still bring them back, later.
 		s.Logger.Error("requeue the dead worker's tasks", "worker_id", id, "err", err)
+	}
+	// asynq hands a task out before the worker can index it. If no other worker is
+	// alive, every task still active in the child's queues was the child's.
+	live, err := s.Beats.Live(ctx, time.Now().Add(-HeartbeatTTL))
+	if err == nil && !slices.ContainsFunc(live, func(b storage.WorkerBeat) bool { return b.ID != id }) {
+		more, err := s.InFlight.RecoverQueues(ctx, s.Queues, reason)
+		if err != nil {
+			s.Logger.Error("requeue the dead worker's unindexed tasks", "err", err)
+		}
+		rec = append(rec, more...)
 	}
 	for _, r := range rec {
 		s.Logger.Warn("task of the dead worker", "task_id", r.ID, "queue", r.Queue, "now", r.State)

@@ -21,7 +21,8 @@ type WatchdogConfig struct {
 	// ignores cancellation. 0 turns hang detection off.
 	HangGrace time.Duration
 	// DegradedRatio: completions in the last Window below this fraction of the mean of
-	// the ten Windows before it, while tasks are waiting, is Degraded. 0 turns it off.
+	// the ten Windows before it (not counting collapsed ones), while tasks are waiting,
+	// is Degraded. 0 turns it off.
 	DegradedRatio float64
 	// DegradedFor: Degraded this long, and the worker recycles.
 	DegradedFor time.Duration
@@ -64,7 +65,7 @@ type watchdog struct {
 	cfg     WatchdogConfig
 	w       *Worker
 	ins     *asynq.Inspector
-	windows []int64 // completions per finished window, oldest first
+	windows []int64 // completions per finished, not collapsed window, oldest first
 	lastAt  time.Time
 	lastN   int64
 
@@ -150,21 +151,24 @@ func (d *watchdog) check(ctx context.Context, now time.Time) {
 	d.mu.Unlock()
 	if now.Sub(d.lastAt) >= d.cfg.Window {
 		n := d.w.processed.Load()
-		d.windows = append(d.windows, n-d.lastN)
-		if len(d.windows) > baselineWindows+1 {
-			d.windows = d.windows[1:]
-		}
+		c := n - d.lastN
 		d.lastAt, d.lastN = now, n
+		st.rate = float64(c)
 		st.degraded = false
-		if len(d.windows) == baselineWindows+1 && d.cfg.DegradedRatio > 0 {
+		if len(d.windows) == baselineWindows && d.cfg.DegradedRatio > 0 {
 			var sum int64
-			for _, c := range d.windows[:baselineWindows] {
-				sum += c
+			for _, w := range d.windows {
+				sum += w
 			}
-			st.rate = float64(d.windows[baselineWindows])
 			st.baseline = float64(sum) / baselineWindows
-			if sum >= minBaseline && st.rate < d.cfg.DegradedRatio*st.baseline && d.waiting() {
-				st.degraded = true
+			st.degraded = sum >= minBaseline && st.rate < d.cfg.DegradedRatio*st.baseline && d.waiting()
+		}
+		// A collapsed window stays out of the baseline, so the baseline does not decay
+		// into the collapse it is meant to expose; idle windows do go in.
+		if !st.degraded {
+			d.windows = append(d.windows, c)
+			if len(d.windows) > baselineWindows {
+				d.windows = d.windows[1:]
 			}
 		}
 		if !st.degraded {

@@ -107,14 +107,14 @@ func TestThroughputCollapse(t *testing.T) {
 		}
 		return nil, ctx.Err()
 	}
-	f, recycled := startWatched(t, WatchdogConfig{DegradedRatio: 0.5, DegradedFor: time.Second, Window: 200 * time.Millisecond},
+	f, recycled := startWatched(t, WatchdogConfig{DegradedRatio: 0.5, DegradedFor: 2 * time.Second, Window: 400 * time.Millisecond},
 		map[string]Handler{"test:slow": slow})
-	for i := range 300 {
+	for i := range 400 {
 		f.enqueue(t, "fast"+strconv.Itoa(i), task.TypeEcho, task.Echo{SleepMS: 5})
 	}
 	// Let the baseline fill, then the work stops completing with tasks waiting.
 	deadline := time.Now().Add(20 * time.Second)
-	for f.w.processed.Load() < 300 {
+	for f.w.processed.Load() < 400 {
 		if time.Now().After(deadline) {
 			t.Fatal("fast tasks did not finish")
 		}
@@ -125,7 +125,7 @@ func TestThroughputCollapse(t *testing.T) {
 	}
 	var sawDegraded bool
 	beats := storage.NewHeartbeats(f.rdb)
-	deadline = time.Now().Add(15 * time.Second)
+	deadline = time.Now().Add(20 * time.Second)
 	for !sawDegraded {
 		if b, ok, _ := beats.Get(context.Background(), f.w.ID()); ok && b.Degraded {
 			sawDegraded = true

@@ -153,14 +153,16 @@ func (w *Worker) Start(ctx context.Context) error {
 	for typ, h := range w.routes {
 		mux.Handle(typ, w.wrap(h))
 	}
+	// The first beat before the first fetch: a supervisor that finds no other live
+	// worker may take every active task for its dead child's, and the parent turns
+	// Ready on it.
+	if err := w.beat(ctx); err != nil {
+		w.logger.WarnContext(ctx, "first heartbeat", "err", err)
+	}
 	if err := w.srv.Start(mux); err != nil {
 		return fmt.Errorf("start asynq server: %w", err)
 	}
 	w.started = true
-	// The first beat before Start returns: the parent turns Ready on it.
-	if err := w.beat(ctx); err != nil {
-		w.logger.WarnContext(ctx, "first heartbeat", "err", err)
-	}
 	ctx, w.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	w.wg.Add(2)
 	go w.heartbeatLoop(ctx)

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -167,14 +168,14 @@ func TestRealImages(t *testing.T) {
 		golden     string
 		goldenDiff float64
 	}{
-		{"baseline jpeg", "testdata/video-001.jpeg", video, "*image.YCbCr", "testdata/video-001.png", 2},
-		{"progressive jpeg", "testdata/video-001.progressive.jpeg", video, "*image.YCbCr", "testdata/video-001.png", 2},
-		{"cmyk jpeg", "testdata/video-001.cmyk.jpeg", video, "*image.CMYK", "testdata/video-001.cmyk.png", 2},
-		{"jpeg sampled 2x2 1x1 1x2", "testdata/video-001.221212.jpeg", video, "*image.YCbCr", "testdata/video-001.221212.png", 2},
+		{"baseline jpeg", "testdata/video-001.jpeg", video, "*image.YCbCr", "testdata/video-001.png", 3},
+		{"progressive jpeg", "testdata/video-001.progressive.jpeg", video, "*image.YCbCr", "testdata/video-001.png", 3},
+		{"cmyk jpeg", "testdata/video-001.cmyk.jpeg", video, "*image.CMYK", "testdata/video-001.cmyk.png", 3},
+		{"jpeg sampled 2x2 1x1 1x2", "testdata/video-001.221212.jpeg", video, "*image.YCbCr", "testdata/video-001.221212.png", 3},
 		{"jpeg sampled 4:1:0", "testdata/video-001.q50.410.jpeg", video, "*image.YCbCr", "testdata/video-001.png", 6},
-		{"rgb jpeg", "testdata/video-001.rgb.jpeg", video, "*image.RGBA", "testdata/video-001.rgb.png", 2},
-		{"grayscale jpeg", "testdata/video-005.gray.jpeg", video, "*image.Gray", "testdata/video-005.gray.png", 2},
-		{"grayscale progressive jpeg", "testdata/video-005.gray.q50.progressive.jpeg", video, "*image.Gray", "testdata/video-005.gray.png", 3},
+		{"rgb jpeg", "testdata/video-001.rgb.jpeg", video, "*image.RGBA", "testdata/video-001.rgb.png", 3},
+		{"grayscale jpeg", "testdata/video-005.gray.jpeg", video, "*image.Gray", "testdata/video-005.gray.png", 3},
+		{"grayscale progressive jpeg", "testdata/video-005.gray.q50.progressive.jpeg", video, "*image.Gray", "testdata/video-005.gray.png", 4},
 		{"png", "testdata/video-001.png", withFormat(video, "png"), "*image.RGBA", "", 0},
 		{"grayscale png", "testdata/video-005.gray.png", withFormat(video, "png"), "*image.Gray", "", 0},
 		{"gif", "testdata/video-001.gif", withFormat(video, "gif"), "*image.Paletted", "testdata/video-001.png", 6},
@@ -428,12 +429,18 @@ func TestInspectExif(t *testing.T) {
 	twoShorts := ifdEntry{tag: 0x0112, typ: 3, count: 2, short: 6}
 	xmp := segment(0xE1, []byte("http://ns.adobe.com/xap/1.0/\x00<x:xmpmeta/>"))
 	jfif := segment(0xE0, []byte("JFIF\x00\x01\x02\x00\x00\x01\x00\x01\x00\x00"))
+	// With a JFIF APP0, image/jpeg reads the configuration from SOF and
+	// stops, so Inspect succeeds and the Exif walk meets a segment whose
+	// length runs past the end of the data.
+	cutExif := withIFD(le, orientationEntry(6))
+	cutOff := slices.Concat([]byte{0xFF, 0xD8}, jfif, sof0(80, 40), cutExif[:len(cutExif)-8])
 	tests := []struct {
 		name string
 		data []byte
 		want int
 	}{
 		{"no exif", base, 1},
+		{"exif segment cut off", cutOff, 1},
 		{"little endian", withSegments(t, base, withIFD(le, orientationEntry(6))), 6},
 		{"big endian", withSegments(t, base, withIFD(be, orientationEntry(8))), 8},
 		{"after other tags", withSegments(t, base, withIFD(be, modelEntry, modelEntry, orientationEntry(3))), 3},
@@ -441,6 +448,7 @@ func TestInspectExif(t *testing.T) {
 		{"after XMP APP1", withSegments(t, base, xmp, withIFD(be, orientationEntry(6))), 6},
 		{"fill bytes before marker", withSegments(t, base, []byte{0xFF, 0xFF}, withIFD(le, orientationEntry(6))), 6},
 		{"first exif wins", withSegments(t, base, withIFD(le, orientationEntry(3)), withIFD(le, orientationEntry(6))), 3},
+		{"first exif decides even if malformed", withSegments(t, base, withIFD(le, orientationEntry(9)), withIFD(le, orientationEntry(6))), 1},
 		{"no orientation tag", withSegments(t, base, withIFD(le, modelEntry)), 1},
 		{"orientation 0", withSegments(t, base, withIFD(le, orientationEntry(0))), 1},
 		{"orientation 9", withSegments(t, base, withIFD(le, orientationEntry(9))), 1},
@@ -488,13 +496,18 @@ func pngHeader(w, h uint32) []byte {
 // image/jpeg reads up to SOS for the configuration unless there is a JFIF
 // APP0, because an Adobe APP14 there could change the colour model.
 func jpegHeader(w, h uint16) []byte {
+	sos := []byte{1, 1, 0, 0, 63, 0} // one component, tables 0, spectral 0..63
+	out := append([]byte{0xFF, 0xD8}, sof0(w, h)...)
+	return append(out, segment(0xDA, sos)...)
+}
+
+// sof0 returns a baseline SOF0 segment for a one-component w x h image.
+func sof0(w, h uint16) []byte {
 	sof := []byte{8}
 	sof = binary.BigEndian.AppendUint16(sof, h)
 	sof = binary.BigEndian.AppendUint16(sof, w)
 	sof = append(sof, 1, 1, 0x11, 0) // one component: id, 1x1 sampling, table 0
-	sos := []byte{1, 1, 0, 0, 63, 0} // one component, tables 0, spectral 0..63
-	out := append([]byte{0xFF, 0xD8}, segment(0xC0, sof)...)
-	return append(out, segment(0xDA, sos)...)
+	return segment(0xC0, sof)
 }
 
 // gifHeader returns a GIF89a header and logical screen descriptor for w x h
