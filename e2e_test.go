@@ -698,6 +698,7 @@ func TestHealthThroughRedisOutage(t *testing.T) {
 	}
 	in.getJSON("/status/ready", http.StatusServiceUnavailable, nil)
 	in.getJSON("/status/live", http.StatusOK, nil)
+	in.getJSON("/status/nosuchcheck", http.StatusNotFound, nil)
 	if code, _ := exitOf(exec.Command(binPath, "healthcheck", in.base+"/status/live")); code != 0 {
 		t.Errorf("healthcheck of liveness during the outage exited %d", code)
 	}

@@ -208,6 +208,7 @@ func TestRedisOutage(t *testing.T) {
 
 	r.Stop(t)
 	down := time.Now()
+	var slowest time.Duration
 	for time.Since(down) < 10*time.Second {
 		in.getJSON("/health/live", http.StatusOK, nil)
 		in.getJSON("/health/ready", http.StatusServiceUnavailable, nil)
@@ -222,7 +223,9 @@ func TestRedisOutage(t *testing.T) {
 		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "unavailable") {
 			t.Errorf("enqueue during the outage: %d %s", resp.StatusCode, body)
 		}
-		if took := time.Since(start); took > 6*time.Second {
+		took := time.Since(start)
+		slowest = max(slowest, took)
+		if took > 6*time.Second {
 			t.Errorf("enqueue during the outage took %v", took)
 		}
 		select {
@@ -232,6 +235,7 @@ func TestRedisOutage(t *testing.T) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+	t.Logf("redis outage: enqueue answered 503 in at most %v", slowest.Round(time.Millisecond))
 	r.Start(t)
 	up := time.Now()
 	in.waitReady()
