@@ -44,6 +44,7 @@ func main() {
 // Environment variables the parent sets for its child; not user settings.
 const (
 	envParentPID = "SHOESTRING_PARENT_PID"
+	envWorkerID  = "SHOESTRING_WORKER_ID"
 )
 
 // usageError is a bad command line: exit code 2, like a bad configuration.
@@ -223,11 +224,12 @@ func runServe(ctx context.Context, cfg config.Config, logger *slog.Logger, geten
 	host, _ := os.Hostname()
 	sv := &worker.Supervision{
 		New: func() *worker.Supervisor {
-			return &worker.Supervisor{Path: exe, Args: []string{"worker"}, Env: env, Stdout: stdout, Stderr: stderr,
-				StopTimeout: kill, Logger: svLog}
+			id := storage.NewWorkerID(host, os.Getpid())
+			return &worker.Supervisor{Path: exe, Args: []string{"worker"}, Env: append(slices.Clip(env), envWorkerID+"="+id),
+				Stdout: stdout, Stderr: stderr, StopTimeout: kill, Logger: svLog, WorkerID: id}
 		},
 		Policy: cfg.WorkerExitPolicy, MaxRestarts: cfg.WorkerMaxRestarts, Window: cfg.WorkerRestartWindow,
-		Host: host, StaleAfter: 3 * worker.HeartbeatTTL, RecycleGrace: cfg.ShutdownTimeout, Logger: svLog,
+		StaleAfter: 3 * worker.HeartbeatTTL, RecycleGrace: cfg.ShutdownTimeout, Logger: svLog,
 	}
 	return runWeb(ctx, cfg, logger, sv)
 }
@@ -435,6 +437,7 @@ func runWorker(ctx context.Context, cfg config.Config, logger *slog.Logger, gete
 	w := worker.New(worker.Config{
 		Concurrency: cfg.WorkerConcurrency, Queues: cfg.Queues, ShutdownTimeout: drain,
 		MaxImagePixels: cfg.MaxImagePixels, Retention: cfg.JobRetention, LogLevel: cfg.LogLevel,
+		ID: getenv(envWorkerID),
 		Watchdog: worker.WatchdogConfig{
 			HangGrace: cfg.HangGrace, DegradedRatio: cfg.DegradedRatio, DegradedFor: cfg.DegradedFor,
 			Window: cfg.ThroughputWindow, MaxRSS: cfg.WorkerMaxRSS,

@@ -26,7 +26,7 @@ type statusJSON struct {
 // Busy turns readiness 503 and nothing else: POST /admin/busy. 409 while draining.
 func (a *Admin) Busy() http.Handler {
 	return a.auth(func(w http.ResponseWriter, r *http.Request) {
-		if !a.State.Transition(Ready, Busy) && !a.State.Transition(Starting, Busy) && a.State.Get() != Busy {
+		if !a.State.SetBusy(true) {
 			a.write(w, http.StatusConflict)
 			return
 		}
@@ -34,11 +34,11 @@ func (a *Admin) Busy() http.Handler {
 	})
 }
 
-// Ready turns a Busy instance Ready again: POST /admin/ready. 409 while starting (the
-// worker is not up yet) or draining.
+// Ready clears Busy: POST /admin/ready. The instance is then Ready, or still starting
+// if its worker is not up yet (the body says which). 409 while draining.
 func (a *Admin) Ready() http.Handler {
 	return a.auth(func(w http.ResponseWriter, r *http.Request) {
-		if !a.State.Transition(Busy, Ready) && a.State.Get() != Ready {
+		if !a.State.SetBusy(false) {
 			a.write(w, http.StatusConflict)
 			return
 		}
@@ -50,11 +50,10 @@ func (a *Admin) Ready() http.Handler {
 // process exits for the platform to restart it: POST /admin/recycle answers 202.
 func (a *Admin) RecycleHandler() http.Handler {
 	return a.auth(func(w http.ResponseWriter, r *http.Request) {
-		if a.State.Get() == Draining {
+		if !a.State.SetBusy(true) {
 			a.write(w, http.StatusConflict)
 			return
 		}
-		a.State.Set(Busy)
 		a.Recycle()
 		a.write(w, http.StatusAccepted)
 	})

@@ -141,7 +141,8 @@ func TestReadyFollowsState(t *testing.T) {
 		state int32
 		code  int
 	}{{Starting, 503}, {Ready, 200}, {Busy, 503}, {Draining, 503}} {
-		e.State.v.Store(tc.state)
+		e.State.SetBusy(false)
+		e.State.Set(tc.state)
 		if code, _ := get(t, e.Ready(), http.MethodGet, "/health/ready", nil); code != tc.code {
 			t.Errorf("state %d: ready %d, want %d", tc.state, code, tc.code)
 		}
@@ -150,7 +151,14 @@ func TestReadyFollowsState(t *testing.T) {
 		}
 	}
 	e.State.Set(Ready) // Draining is final
-	if e.State.Get() != Draining {
+	if e.State.Get() != Draining || e.State.SetBusy(true) {
 		t.Errorf("Draining was left")
+	}
+	// Clearing Busy while the worker is still starting does not claim Ready.
+	var st State
+	st.Set(Busy)
+	st.SetBusy(false)
+	if st.Get() != Starting {
+		t.Errorf("busy then ready during start-up: %s, want starting", st.String())
 	}
 }

@@ -2,9 +2,11 @@ package storage
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -47,8 +49,12 @@ const workersKey = KeyPrefix + "workers"
 
 func workerKey(id string) string { return KeyPrefix + "worker:" + id }
 
-// WorkerID is the id a worker process on host with pid beats under.
-func WorkerID(host string, pid int) string { return host + ":" + strconv.Itoa(pid) }
+// NewWorkerID returns a fresh id for a worker process on host: host:pid:random. The
+// random part keeps ids unique where hosts and pids repeat (containers restart with the
+// same hostname and small pids), so a new worker is never taken for a dead one.
+func NewWorkerID(host string, pid int) string {
+	return host + ":" + strconv.Itoa(pid) + ":" + strings.ToLower(rand.Text()[:8])
+}
 
 // Beat records b; the record lives ttl, so a dead worker's disappears by itself.
 func (h *Heartbeats) Beat(ctx context.Context, b WorkerBeat, ttl time.Duration) error {

@@ -52,8 +52,9 @@ var recoverScript = redis.NewScript(recoverLua)
 // Recovered is what became of one task of a dead worker.
 type Recovered struct {
 	ID, Queue string
-	// State is the task's asynq state now: "pending" when it was requeued here, or the
-	// state asynq had already moved it to (retry, archived, or "" when it is gone).
+	// State is the task's asynq state now: "pending", "scheduled" or "archived" for
+	// what Recover did (see RequeueLimit), or the state asynq had already moved it to
+	// (retry, archived, or "" when it is gone).
 	State string
 }
 
@@ -97,31 +98,31 @@ func (f *InFlight) RecoverQueues(ctx context.Context, queues []string, reason st
 	return f.requeue(ctx, tasks, reason)
 }
 
-// requeue runs the recovery script for each task id -> queue and updates its record.
+// Interruption limits. A task whose worker died is requeued first in line up to
+// RequeueLimit times; after that it is scheduled with a delay doubling from 1 s to
+// 5 min, and past ArchiveLimit it is archived (the job fails): a task that kills its
+// worker (out of memory, a crash in cgo) must neither crash-loop the worker nor be
+// rerun for ever. Sidekiq Pro's super_fetch likewise treats a job orphaned repeatedly
+// as a poison pill.
+const (
+	RequeueLimit = 3
+	ArchiveLimit = 25
+)
+
+// requeue runs the recovery script for each task id -> queue; the script updates the
+// job record too, never overwriting a completed or failed one.
 func (f *InFlight) requeue(ctx context.Context, tasks map[string]string, reason string) ([]Recovered, error) {
 	var out []Recovered
-	now := time.Now()
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	ttl := int64(f.jobs.retention / time.Second)
 	for id, queue := range tasks {
 		q := "asynq:{" + queue + "}:"
-		state, err := recoverScript.Run(ctx, f.rdb, []string{q + "active", q + "lease", q + "pending", q + "t:" + id}, id).Text()
+		keys := []string{q + "active", q + "lease", q + "pending", q + "t:" + id, q + "scheduled", q + "archived", jobKey(id)}
+		state, err := recoverScript.Run(ctx, f.rdb, keys, id, reason, now, ttl, time.Now().Unix(), RequeueLimit, ArchiveLimit).Text()
 		if err != nil && err != redis.Nil {
 			return out, fmt.Errorf("requeue %s: %w", id, err)
 		}
 		out = append(out, Recovered{ID: id, Queue: queue, State: state})
-		var record, msg string
-		switch state {
-		case "pending":
-			record, msg = StatePending, "interrupted: "+reason+"; returned to its queue"
-		case "retry":
-			record, msg = StateRetry, "interrupted: "+reason
-		case "archived":
-			record, msg = StateFailed, "interrupted: "+reason
-		default:
-			continue // completed or gone: the record already says so
-		}
-		if err := f.jobs.Finish(ctx, id, record, nil, msg, now); err != nil {
-			return out, err
-		}
 	}
 	return out, nil
 }

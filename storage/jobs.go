@@ -39,16 +39,18 @@ type Progress struct {
 // Job is the durable record of one task: what the web tier reports at
 // /api/v1/jobs/{id}, kept JOB_RETENTION after the last change whatever asynq retains.
 type Job struct {
-	ID          string          `json:"id"`
-	Type        string          `json:"type"`
-	Queue       string          `json:"queue"`
-	State       string          `json:"state"`
-	Attempts    int             `json:"attempts"`
-	Progress    Progress        `json:"progress"`
-	Result      json.RawMessage `json:"result"`
-	Error       string          `json:"error"`
-	CreatedAt   time.Time       `json:"created_at"`
-	CompletedAt *time.Time      `json:"completed_at"`
+	ID       string          `json:"id"`
+	Type     string          `json:"type"`
+	Queue    string          `json:"queue"`
+	State    string          `json:"state"`
+	Attempts int             `json:"attempts"`
+	Progress Progress        `json:"progress"`
+	Result   json.RawMessage `json:"result"`
+	Error    string          `json:"error"`
+	// Interrupted counts the runs cut short by their worker's death (then requeued).
+	Interrupted int        `json:"interrupted"`
+	CreatedAt   time.Time  `json:"created_at"`
+	CompletedAt *time.Time `json:"completed_at"`
 }
 
 // Jobs stores job records in Redis, one hash per job at shoestring:job:{id}, with a
@@ -112,6 +114,7 @@ func (s *Jobs) Get(ctx context.Context, id string) (Job, error) {
 	}
 	j := Job{ID: id, Type: m["type"], Queue: m["queue"], State: m["state"], Error: m["error"]}
 	j.Attempts, _ = strconv.Atoi(m["attempts"])
+	j.Interrupted, _ = strconv.Atoi(m["interrupted"])
 	j.Progress.Done, _ = strconv.ParseInt(m["done"], 10, 64)
 	j.Progress.Total, _ = strconv.ParseInt(m["total"], 10, 64)
 	if r := m["result"]; r != "" {
@@ -152,18 +155,35 @@ func (s *Jobs) SetProgress(ctx context.Context, id string, p Progress) error {
 	return s.set(ctx, id, "done", p.Done, "total", p.Total)
 }
 
-// Finish records the outcome of one attempt. state is completed or failed (final; the
-// completion time is set), or retry or pending (the task goes round again). result is
-// JSON or nil; errMsg is empty on success.
-func (s *Jobs) Finish(ctx context.Context, id, state string, result []byte, errMsg string, now time.Time) error {
-	args := []any{"state", state, "error", errMsg}
+//go:embed finish.lua
+var finishLua string
+
+var finishScript = redis.NewScript(finishLua)
+
+// ErrStaleAttempt is returned by Finish when a newer attempt owns the record: the
+// outcome of an older one (a hung handler that finally returned) must not overwrite it.
+var ErrStaleAttempt = errors.New("a newer attempt owns the job record")
+
+// Finish records the outcome of attempt (as Start numbered it; 0 for any). state is
+// completed or failed (final; the completion time is set), or retry or pending (the
+// task goes round again). result is JSON or nil; errMsg is empty on success. Errors:
+// ErrStaleAttempt, or Redis's.
+func (s *Jobs) Finish(ctx context.Context, id string, attempt int, state string, result []byte, errMsg string, now time.Time) error {
+	args := []any{attempt, int64(s.retention / time.Second), "state", state, "error", errMsg}
 	if result != nil {
 		args = append(args, "result", string(result))
 	}
 	if state == StateCompleted || state == StateFailed {
 		args = append(args, "completed_at", now.UTC().Format(time.RFC3339Nano))
 	}
-	return s.set(ctx, id, args...)
+	n, err := finishScript.Run(ctx, s.rdb, []string{jobKey(id)}, args...).Int()
+	if err != nil {
+		return fmt.Errorf("update job %s: %w", id, err)
+	}
+	if n == 0 {
+		return ErrStaleAttempt
+	}
+	return nil
 }
 
 func (s *Jobs) set(ctx context.Context, id string, args ...any) error {

@@ -1,12 +1,54 @@
--- Requeue one task of a dead worker, as asynq v0.26's rdb.Requeue does.
--- KEYS: asynq:{q}:active, asynq:{q}:lease, asynq:{q}:pending, asynq:{q}:t:<id>; ARGV[1]: id.
--- Returns "pending" when requeued, else the task's current asynq state ("" when gone).
+-- Requeue one task of a dead worker, as asynq v0.26's rdb.Requeue does, and make its
+-- job record agree, in one step.
+-- KEYS: asynq:{q}:active, :lease, :pending, :t:<id>, :scheduled, :archived, job hash.
+-- ARGV: id, reason, now (RFC 3339), ttl seconds, now (unix seconds),
+--       requeue-at-once limit, archive limit.
+-- A task interrupted more than the first limit is scheduled with a growing delay (1 s,
+-- 2 s, ... 5 min) instead of going first in line, so a task that kills its worker does
+-- not crash-loop it; past the second limit it is archived (failed). The job record is
+-- never written over when it already says completed or failed.
+-- Returns "pending", "scheduled" or "archived" for what was done, else the task's asynq
+-- state ("" when gone).
+local job = KEYS[7]
+local hasJob = redis.call("EXISTS", job) == 1
+local jstate = redis.call("HGET", job, "state")
+local final = jstate == "completed" or jstate == "failed"
+local function record(...)
+  if hasJob and not final then
+    redis.call("HSET", job, ...)
+    redis.call("EXPIRE", job, ARGV[4])
+  end
+end
 if redis.call("LREM", KEYS[1], 0, ARGV[1]) == 0 then
   local state = redis.call("HGET", KEYS[4], "state")
   if not state then return "" end
+  if state == "retry" then
+    record("state", "retry", "error", "interrupted: " .. ARGV[2])
+  elseif state == "archived" then
+    record("state", "failed", "error", "interrupted: " .. ARGV[2], "completed_at", ARGV[3])
+  end
   return state
 end
 redis.call("ZREM", KEYS[2], ARGV[1])
+local n = 1
+if hasJob then n = redis.call("HINCRBY", job, "interrupted", 1) end
+local now = tonumber(ARGV[5])
+if n > tonumber(ARGV[7]) then
+  redis.call("ZADD", KEYS[6], now, ARGV[1])
+  redis.call("HSET", KEYS[4], "state", "archived")
+  record("state", "failed", "completed_at", ARGV[3],
+    "error", "interrupted " .. n .. " times (last: " .. ARGV[2] .. "); presumed to kill its worker, archived")
+  return "archived"
+end
+if n > tonumber(ARGV[6]) then
+  local delay = math.min(300, 2 ^ (n - tonumber(ARGV[6]) - 1))
+  redis.call("ZADD", KEYS[5], now + delay, ARGV[1])
+  redis.call("HSET", KEYS[4], "state", "scheduled")
+  record("state", "scheduled",
+    "error", "interrupted " .. n .. " times (last: " .. ARGV[2] .. "); runs again in " .. delay .. " s")
+  return "scheduled"
+end
 redis.call("RPUSH", KEYS[3], ARGV[1])
 redis.call("HSET", KEYS[4], "state", "pending")
+record("state", "pending", "error", "interrupted: " .. ARGV[2] .. "; returned to its queue")
 return "pending"

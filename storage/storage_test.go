@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"gocloud.dev/blob"
 
 	"github.com/shoestring-go/shoestring/storage/storagetest"
@@ -46,15 +47,18 @@ func TestJobsLifecycle(t *testing.T) {
 	if err := jobs.SetProgress(ctx, "j1", Progress{Done: 2, Total: 5}); err != nil {
 		t.Fatal(err)
 	}
-	if err := jobs.Finish(ctx, "j1", StateRetry, nil, "boom", time.Now()); err != nil {
+	if err := jobs.Finish(ctx, "j1", 2, StateRetry, nil, "boom", time.Now()); err != nil {
 		t.Fatal(err)
+	}
+	if err := jobs.Finish(ctx, "j1", 1, StateFailed, nil, "late outcome of attempt 1", time.Now()); !errors.Is(err, ErrStaleAttempt) {
+		t.Fatalf("outcome of a stale attempt: %v, want ErrStaleAttempt", err)
 	}
 	j, _ := jobs.Get(ctx, "j1")
 	if j.State != StateRetry || j.Error != "boom" || j.Attempts != 2 || j.Progress != (Progress{2, 5}) || j.CompletedAt != nil || !j.CreatedAt.Equal(created) {
 		t.Fatalf("after retry: %+v", j)
 	}
 	done := time.Now()
-	if err := jobs.Finish(ctx, "j1", StateCompleted, []byte(`{"ok":true}`), "", done); err != nil {
+	if err := jobs.Finish(ctx, "j1", 0, StateCompleted, []byte(`{"ok":true}`), "", done); err != nil {
 		t.Fatal(err)
 	}
 	j, _ = jobs.Get(ctx, "j1")
@@ -270,4 +274,66 @@ func selfSigned(tb testing.TB, dir string) (certFile, keyFile string) {
 	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
 	return certFile, keyFile
+}
+
+// TestRecoverPoisonTask: a task whose worker keeps dying is requeued at once
+// RequeueLimit times, then scheduled with a delay, and archived past ArchiveLimit; a
+// completed record is never overwritten.
+func TestRecoverPoisonTask(t *testing.T) {
+	t.Parallel()
+	r := storagetest.StartRedis(t)
+	rdb := r.Client(t)
+	ctx := context.Background()
+	jobs := NewJobs(rdb, time.Hour)
+	inflight := NewInFlight(rdb, jobs)
+	jobs.Create(ctx, Job{ID: "p", Type: "echo", Queue: "default", State: StatePending, CreatedAt: time.Now()})
+	die := func() string {
+		t.Helper()
+		// As asynq leaves a task whose worker died: on the active list, leased, state active.
+		rdb.LPush(ctx, "asynq:{default}:active", "p")
+		rdb.ZAdd(ctx, "asynq:{default}:lease", redis.Z{Score: float64(time.Now().Add(30 * time.Second).Unix()), Member: "p"})
+		rdb.HSet(ctx, "asynq:{default}:t:p", "state", "active")
+		inflight.Add(ctx, "w1", "p", "default")
+		rec, err := inflight.Recover(ctx, "w1", "worker process died (killed by signal killed)")
+		if err != nil || len(rec) != 1 {
+			t.Fatalf("Recover = %v, %v", rec, err)
+		}
+		// Take it off wherever it went, as a worker fetching it would.
+		rdb.LRem(ctx, "asynq:{default}:pending", 0, "p")
+		rdb.ZRem(ctx, "asynq:{default}:scheduled", "p")
+		return rec[0].State
+	}
+	var got []string
+	for range ArchiveLimit + 1 {
+		got = append(got, die())
+	}
+	for i, st := range got {
+		want := "pending"
+		if i >= RequeueLimit {
+			want = "scheduled"
+		}
+		if i == ArchiveLimit {
+			want = "archived"
+		}
+		if st != want {
+			t.Fatalf("death %d: %s, want %s (all: %v)", i+1, st, want, got)
+		}
+	}
+	j, _ := jobs.Get(ctx, "p")
+	if j.State != StateFailed || j.Interrupted != ArchiveLimit+1 || !strings.Contains(j.Error, "presumed to kill its worker") {
+		t.Errorf("record = %+v", j)
+	}
+
+	// A completed record stays completed even when asynq still lists the task active.
+	jobs.Create(ctx, Job{ID: "c", Type: "echo", Queue: "default", State: StatePending, CreatedAt: time.Now()})
+	jobs.Finish(ctx, "c", 0, StateCompleted, []byte(`{}`), "", time.Now())
+	rdb.LPush(ctx, "asynq:{default}:active", "c")
+	rdb.HSet(ctx, "asynq:{default}:t:c", "state", "active")
+	inflight.Add(ctx, "w2", "c", "default")
+	if _, err := inflight.Recover(ctx, "w2", "died"); err != nil {
+		t.Fatal(err)
+	}
+	if j, _ := jobs.Get(ctx, "c"); j.State != StateCompleted {
+		t.Errorf("completed record overwritten: %+v", j)
+	}
 }

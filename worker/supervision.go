@@ -41,7 +41,6 @@ type Supervision struct {
 	Policy      string
 	MaxRestarts int           // restarts allowed within Window; one more ends the Supervision
 	Window      time.Duration //
-	Host        string        // this machine's hostname, for the child's worker id
 	Beats       *storage.Heartbeats
 	InFlight    *storage.InFlight
 	Queues      []string // the queues the child serves
@@ -50,8 +49,8 @@ type Supervision struct {
 	// recycle may take to exit by itself.
 	StaleAfter   time.Duration
 	RecycleGrace time.Duration
-	// OnReady is called when a child's first heartbeat is seen; OnDown when a child died
-	// and another is being started. Both from the Supervision's goroutine.
+	// OnReady is called when a child's first heartbeat is seen; OnDown as soon as a child
+	// died. Both from the Supervision's goroutines, never at the same time.
 	OnReady func()
 	OnDown  func()
 	Logger  *slog.Logger
@@ -84,6 +83,9 @@ func (s *Supervision) Done() <-chan Exit { return s.done }
 // Stop stops the current child gracefully (Supervisor.Stop) and ends the Supervision;
 // it returns how the child ended. Safe after Done fired and to call more than once.
 func (s *Supervision) Stop() Exit {
+	if s.stop == nil {
+		return Exit{} // never started
+	}
 	s.once.Do(func() { close(s.stop) })
 	<-s.stopped
 	return s.last
@@ -93,19 +95,24 @@ func (s *Supervision) loop(ctx context.Context, sup *Supervisor) {
 	defer close(s.stopped)
 	var restarts []time.Time
 	for {
-		id := storage.WorkerID(s.Host, sup.PID())
+		id := sup.WorkerID
 		mctx, cancel := context.WithCancel(ctx)
-		go s.monitor(mctx, sup, id)
+		monitored := make(chan struct{})
+		go func() {
+			defer close(monitored)
+			s.monitor(mctx, sup, id)
+		}()
+		stopMonitor := func() { cancel(); <-monitored }
 
 		var ex Exit
 		select {
 		case <-s.stop:
-			cancel()
+			stopMonitor()
 			s.last = sup.Stop()
 			return
 		case ex = <-sup.Exited():
 		}
-		cancel()
+		stopMonitor()
 		// The platform signals every process of the deployable at once; a child that
 		// stopped cleanly may have got its SIGTERM first. Give the parent's a moment.
 		if ex.Success() {
@@ -117,6 +124,9 @@ func (s *Supervision) loop(ctx context.Context, sup *Supervisor) {
 			}
 		}
 		s.Logger.Error("worker child exited unexpectedly", "child_pid", ex.PID, "exit_code", ex.Code, "signal", ex.Signal)
+		if s.OnDown != nil {
+			s.OnDown() // before anything slow: no worker runs now
+		}
 		s.recoverTasks(id, "worker process died ("+ex.String()+")")
 
 		now := time.Now()
@@ -132,14 +142,11 @@ func (s *Supervision) loop(ctx context.Context, sup *Supervisor) {
 			s.done <- ex
 			return
 		}
-		if s.OnDown != nil {
-			s.OnDown()
-		}
 		wait := backoff(len(restarts))
 		s.Logger.Warn("restarting worker child", "in", wait.Round(time.Millisecond), "restart", len(restarts), "of", s.MaxRestarts, "window", s.Window)
 		select {
 		case <-s.stop:
-			s.last = ex
+			s.last = Exit{} // a requested stop with no child running is a clean one
 			return
 		case <-time.After(wait):
 		}
@@ -170,6 +177,11 @@ func (s *Supervision) recoverTasks(id, reason string) {
 	if err != nil {
 		// Not lost: asynq's lease expiry and recoverer still bring them back, later.
 		s.Logger.Error("requeue the dead worker's tasks", "worker_id", id, "err", err)
+	}
+	// The child is dead for certain: its heartbeat must not count as a live worker
+	// (below, and for the worker check) for the rest of its TTL.
+	if err := s.Beats.Remove(ctx, id); err != nil {
+		s.Logger.Warn("remove the dead worker's heartbeat", "worker_id", id, "err", err)
 	}
 	// asynq hands a task out before the worker can index it. If no other worker is
 	// alive, every task still active in the child's queues was the child's.
@@ -202,10 +214,13 @@ func (s *Supervision) monitor(ctx context.Context, sup *Supervisor, id string) {
 		case <-t.C:
 		}
 		b, ok, err := s.Beats.Get(ctx, id)
-		if err != nil {
-			continue // Redis trouble says nothing about the child
-		}
 		now := time.Now()
+		if err != nil {
+			// Redis trouble says nothing about the child; silence counts only while
+			// Redis answers (after an outage the child needs a beat to be seen again).
+			lastSeen = now
+			continue
+		}
 		if ok {
 			lastSeen = now
 			if !ready {

@@ -54,6 +54,9 @@ type Supervisor struct {
 	Stderr      io.Writer
 	StopTimeout time.Duration // after SIGTERM, how long before SIGKILL
 	Logger      *slog.Logger
+	// WorkerID is the worker id the child was told to use (in Env), so its heartbeat
+	// and in-flight tasks can be found.
+	WorkerID string
 
 	pid    int
 	exited chan Exit // buffered 1; receives the one Exit
@@ -93,7 +96,7 @@ func (s *Supervisor) Start(ctx context.Context) error {
 		s.done, s.exited = nil, nil // Stop has nothing to stop
 		return fmt.Errorf("start worker child %s: %w", s.Path, err)
 	}
-	s.Logger.InfoContext(ctx, "worker child started", "child_pid", s.pid)
+	s.Logger.InfoContext(ctx, "worker child started", "child_pid", s.pid, "worker_id", s.WorkerID)
 	return nil
 }
 

@@ -43,8 +43,9 @@ const (
 	minBaseline     = 10
 )
 
-// running is one task a handler is working on.
+// running is one delivery of a task a handler is working on.
 type running struct {
+	id       string
 	started  time.Time
 	deadline time.Time // zero: none
 }
@@ -70,7 +71,7 @@ type watchdog struct {
 	lastN   int64
 
 	mu      sync.Mutex
-	tasks   map[string]running
+	tasks   map[string]running // by delivery: a hung attempt and its retry are two
 	state   watchState
 	recycle sync.Once
 }
@@ -82,19 +83,20 @@ func newWatchdog(cfg WatchdogConfig, w *Worker) *watchdog {
 	return &watchdog{cfg: cfg, w: w, ins: asynq.NewInspectorFromRedisClient(w.rdb), tasks: make(map[string]running)}
 }
 
-func (d *watchdog) begin(ctx context.Context, id string) {
-	r := running{started: time.Now()}
+// begin records that delivery (unique per attempt) of task id started.
+func (d *watchdog) begin(ctx context.Context, delivery, id string) {
+	r := running{id: id, started: time.Now()}
 	if dl, ok := ctx.Deadline(); ok {
 		r.deadline = dl
 	}
 	d.mu.Lock()
-	d.tasks[id] = r
+	d.tasks[delivery] = r
 	d.mu.Unlock()
 }
 
-func (d *watchdog) end(id string) {
+func (d *watchdog) end(delivery string) {
 	d.mu.Lock()
-	delete(d.tasks, id)
+	delete(d.tasks, delivery)
 	d.mu.Unlock()
 }
 
@@ -133,9 +135,9 @@ func (d *watchdog) check(ctx context.Context, now time.Time) {
 	var hung []string
 	if d.cfg.HangGrace > 0 {
 		d.mu.Lock()
-		for id, r := range d.tasks {
+		for _, r := range d.tasks {
 			if !r.deadline.IsZero() && now.After(r.deadline.Add(d.cfg.HangGrace)) {
-				hung = append(hung, id)
+				hung = append(hung, r.id)
 			}
 		}
 		d.mu.Unlock()

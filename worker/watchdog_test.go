@@ -126,8 +126,11 @@ func TestThroughputCollapse(t *testing.T) {
 	var sawDegraded bool
 	beats := storage.NewHeartbeats(f.rdb)
 	deadline = time.Now().Add(20 * time.Second)
+	var last storage.WorkerBeat
 	for !sawDegraded {
-		if b, ok, _ := beats.Get(context.Background(), f.w.ID()); ok && b.Degraded {
+		b, ok, _ := beats.Get(context.Background(), f.w.ID())
+		last = b
+		if ok && b.Degraded {
 			sawDegraded = true
 			res := health.WorkerCheck(beats, HeartbeatTTL, func(context.Context) (health.Backlog, error) {
 				return health.Backlog{Pending: 4}, nil
@@ -137,7 +140,7 @@ func TestThroughputCollapse(t *testing.T) {
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("never Degraded")
+			t.Fatalf("never Degraded; last heartbeat %+v", last)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,6 +40,9 @@ type Config struct {
 	Retention       time.Duration // lifetime of checkpoints, as of job records
 	LogLevel        slog.Level
 	Watchdog        WatchdogConfig
+	// ID is the id the worker beats and indexes its tasks under; empty: a new one
+	// (storage.NewWorkerID). A supervisor gives its child one, to know it by.
+	ID string
 }
 
 // Task is one delivery of a task to a Handler.
@@ -88,6 +92,8 @@ type Worker struct {
 	// tasks still running and cancels their contexts, and their records go back to pending.
 	aborted  atomic.Bool
 	handlers sync.WaitGroup // running task handlers, so Stop can wait for their records
+	hmu      sync.Mutex     // orders handlers.Add before Stop's Wait
+	waiting  bool           // Stop is waiting on handlers: no more Add; guarded by hmu
 	// Counters, written by task goroutines, read by the heartbeat goroutine.
 	active, processed, failed atomic.Int64
 	lastSuccess               atomic.Int64 // unix nanoseconds
@@ -103,6 +109,9 @@ type Worker struct {
 // cfg.Queues on rdb, reading and writing blobs in bucket.
 func New(cfg Config, rdb redis.UniversalClient, bucket *blob.Bucket, logger *slog.Logger) *Worker {
 	host, _ := os.Hostname()
+	if cfg.ID == "" {
+		cfg.ID = storage.NewWorkerID(host, os.Getpid())
+	}
 	jobs := storage.NewJobs(rdb, cfg.Retention)
 	w := &Worker{
 		cfg:      cfg,
@@ -111,7 +120,7 @@ func New(cfg Config, rdb redis.UniversalClient, bucket *blob.Bucket, logger *slo
 		beats:    storage.NewHeartbeats(rdb),
 		inflight: storage.NewInFlight(rdb, jobs),
 		logger:   logger,
-		id:       storage.WorkerID(host, os.Getpid()),
+		id:       cfg.ID,
 	}
 	w.watch = newWatchdog(cfg.Watchdog, w)
 	w.routes = map[string]Handler{
@@ -127,7 +136,7 @@ func New(cfg Config, rdb redis.UniversalClient, bucket *blob.Bucket, logger *slo
 // enqueued by Go code with an asynq client.
 func (w *Worker) Handle(typ string, h Handler) { w.routes[typ] = h }
 
-// ID is the id this worker's heartbeat is recorded under (host:pid).
+// ID is the id this worker's heartbeat and in-flight index are recorded under.
 func (w *Worker) ID() string { return w.id }
 
 // Start starts the asynq server and the heartbeat, and returns once tasks are being
@@ -191,6 +200,9 @@ func (w *Worker) Stop() {
 		abort := time.AfterFunc(w.cfg.ShutdownTimeout, func() { w.aborted.Store(true) })
 		w.srv.Shutdown()
 		abort.Stop()
+		w.hmu.Lock()
+		w.waiting = true
+		w.hmu.Unlock()
 		handlersDone := make(chan struct{})
 		go func() { w.handlers.Wait(); close(handlersDone) }()
 		select {
@@ -263,22 +275,30 @@ func (w *Worker) wrap(h Handler) asynq.Handler {
 		if err != nil {
 			return err // Redis trouble: let asynq retry the delivery
 		}
-		w.handlers.Add(1)
-		defer w.handlers.Done()
+		w.hmu.Lock()
+		tracked := !w.waiting
+		if tracked {
+			w.handlers.Add(1)
+		}
+		w.hmu.Unlock()
+		if tracked {
+			defer w.handlers.Done()
+		}
 		w.active.Add(1)
 		defer w.active.Add(-1)
 		// The supervisor requeues what is in this index if the process dies.
 		if err := w.inflight.Add(ctx, w.id, id, queue); err != nil {
 			log.WarnContext(ctx, "record in-flight task", "err", err)
 		}
-		w.watch.begin(ctx, id)
+		delivery := id + "#" + strconv.Itoa(attempt)
+		w.watch.begin(ctx, delivery, id)
 		cp := &Checkpoint{rdb: w.rdb, jobs: w.jobs, id: id, ttl: w.cfg.Retention}
 		t := &Task{ID: id, Type: at.Type(), Queue: queue, Payload: at.Payload(), Attempt: attempt, Checkpoint: cp}
 
 		start := time.Now()
 		log.DebugContext(ctx, "task started", "attempt", attempt)
 		result, err := runHandler(ctx, h, t)
-		w.watch.end(id)
+		w.watch.end(delivery)
 		rerr := w.record(ctx, log, t, result, err, time.Since(start))
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
@@ -296,11 +316,15 @@ func (w *Worker) wrap(h Handler) asynq.Handler {
 	})
 }
 
-// retryRedis calls fn until it succeeds, is refused for good (ErrCompleted), or ctx is
+// retryRedis calls fn until it succeeds, is refused for good (ErrCompleted,
+// ErrStaleAttempt), or ctx is
 // done, backing off from 100 ms to 2 s: for job-record writes while Redis is away.
 func retryRedis(ctx context.Context, log *slog.Logger, what string, fn func() error) error {
 	err := fn()
-	for wait := 100 * time.Millisecond; err != nil && !errors.Is(err, storage.ErrCompleted) && ctx.Err() == nil; wait = min(2*wait, 2*time.Second) {
+	final := func(err error) bool {
+		return errors.Is(err, storage.ErrCompleted) || errors.Is(err, storage.ErrStaleAttempt)
+	}
+	for wait := 100 * time.Millisecond; err != nil && !final(err) && ctx.Err() == nil; wait = min(2*wait, 2*time.Second) {
 		log.WarnContext(ctx, what+"; retrying", "in", wait, "err", err)
 		select {
 		case <-ctx.Done():
@@ -356,8 +380,12 @@ func (w *Worker) record(ctx context.Context, log *slog.Logger, t *Task, result a
 	// abandoned, so the task would sit until its lease expired and the recoverer swept
 	// (90 s or more). Holding the worker slot meanwhile is the right backpressure.
 	err := retryRedis(ctx, log, "record task outcome", func() error {
-		return w.jobs.Finish(wctx, t.ID, state, data, msg, now)
+		return w.jobs.Finish(wctx, t.ID, t.Attempt, state, data, msg, now)
 	})
+	if errors.Is(err, storage.ErrStaleAttempt) {
+		log.WarnContext(ctx, "outcome of a superseded attempt discarded (its handler outlived its deadline)", "attempt", t.Attempt, "state", state)
+		return nil
+	}
 	if err != nil {
 		log.ErrorContext(ctx, "record task outcome", "state", state, "err", err)
 		return err
