@@ -16,8 +16,9 @@ import (
 func SelfCheck(started time.Time) Checker {
 	pid := os.Getpid()
 	return CheckFunc(func(context.Context) Result {
-		return Result{Status: Healthy, Data: map[string]any{
-			"pid": pid, "uptime_s": int64(time.Since(started).Seconds()), "goroutines": runtime.NumGoroutine(),
+		up := time.Since(started).Seconds()
+		return Result{Status: Healthy, Observed: &Observation{Value: up, Unit: "s"}, Data: map[string]any{
+			"pid": pid, "uptime_s": int64(up), "goroutines": runtime.NumGoroutine(),
 		}}
 	})
 }
@@ -29,10 +30,11 @@ func PingCheck(ping func(context.Context) error) Checker {
 		start := time.Now()
 		err := ping(ctx)
 		rtt := float64(time.Since(start).Microseconds()) / 1000
+		obs := &Observation{Value: rtt, Unit: "ms"}
 		if err != nil {
-			return Result{Status: Unhealthy, Description: "ping: " + err.Error(), Err: err, Data: map[string]any{"rtt_ms": rtt}}
+			return Result{Status: Unhealthy, Description: "ping: " + err.Error(), Err: err, Observed: obs, Data: map[string]any{"rtt_ms": rtt}}
 		}
-		return Result{Status: Healthy, Data: map[string]any{"rtt_ms": rtt}}
+		return Result{Status: Healthy, Observed: obs, Data: map[string]any{"rtt_ms": rtt}}
 	})
 }
 
@@ -161,12 +163,13 @@ func QueueCheck(backlog BacklogFunc, warn, fail time.Duration) Checker {
 		}
 		data := map[string]any{"pending": bl.Pending, "oldest_pending_s": bl.Oldest.Seconds(), "queues": queues}
 		desc := fmt.Sprintf("oldest pending task waited %v", bl.Oldest.Round(time.Millisecond))
+		res := Result{Status: Healthy, Description: desc, Data: data, Observed: &Observation{Value: bl.Oldest.Seconds(), Unit: "s"}}
 		switch {
 		case bl.Oldest >= fail:
-			return Result{Status: Unhealthy, Description: desc + fmt.Sprintf(" (fail at %v)", fail), Data: data}
+			res.Status, res.Description = Unhealthy, desc+fmt.Sprintf(" (fail at %v)", fail)
 		case bl.Oldest >= warn:
-			return Result{Status: Degraded, Description: desc + fmt.Sprintf(" (warn at %v)", warn), Data: data}
+			res.Status, res.Description = Degraded, desc+fmt.Sprintf(" (warn at %v)", warn)
 		}
-		return Result{Status: Healthy, Description: desc, Data: data}
+		return res
 	})
 }

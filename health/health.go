@@ -68,8 +68,18 @@ type Result struct {
 	Status      Status         `json:"status"`
 	Description string         `json:"description,omitempty"`
 	Duration    time.Duration  `json:"-"`
+	At          time.Time      `json:"-"` // when the check ran (a cached result keeps its time)
 	Data        map[string]any `json:"data,omitempty"`
 	Err         error          `json:"-"`
+	// Observed is the check's measurement for the IETF format's observedValue and
+	// observedUnit (e.g. 1.2 "ms" of round trip); nil reports how long the check took.
+	Observed *Observation `json:"-"`
+}
+
+// Observation is a measured value and its unit, as in the IETF health+json draft.
+type Observation struct {
+	Value float64
+	Unit  string
 }
 
 // Checker checks one part of the deployable. Check must return promptly when ctx is
@@ -347,7 +357,7 @@ func runOne(ctx context.Context, c Check) Result {
 	case <-ctx.Done():
 		res = Result{Status: Unhealthy, Description: fmt.Sprintf("timed out after %v", c.Timeout)}
 	}
-	res.Duration = time.Since(start)
+	res.Duration, res.At = time.Since(start), start.UTC()
 	if res.Err != nil && res.Description == "" {
 		res.Description = res.Err.Error()
 	}

@@ -84,7 +84,7 @@ func (e *Endpoints) Ready() http.Handler {
 	return e.wrap(func(w http.ResponseWriter, r *http.Request) {
 		rep := e.Registry.Run(r.Context(), func(c Check) bool { return c.HasTag(TagReady) })
 		if e.State.Get() != Ready {
-			rep.Checks["instance"] = Result{Status: Unhealthy, Description: "instance is " + e.State.String()}
+			rep.Checks["instance"] = Result{Status: Unhealthy, Description: "instance is " + e.State.String(), At: time.Now().UTC()}
 			rep.checks = append(rep.checks, Check{Name: "instance", Measurement: "state", ComponentType: "system"})
 			rep.Status = Unhealthy
 		}
@@ -110,11 +110,13 @@ func (e *Endpoints) One(name string) http.Handler {
 // requests itself.
 func (e *Endpoints) wrap(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if len(e.CORSOrigins) > 0 {
+			w.Header().Add("Vary", "Origin")
+		}
 		if origin := r.Header.Get("Origin"); origin != "" && len(e.CORSOrigins) > 0 {
 			allowed := slices.Contains(e.CORSOrigins, "*") || slices.Contains(e.CORSOrigins, origin)
 			if allowed {
 				w.Header().Set("Access-Control-Allow-Origin", origin)
-				w.Header().Add("Vary", "Origin")
 				if r.Method == http.MethodOptions {
 					w.Header().Set("Access-Control-Allow-Methods", "GET, HEAD")
 					w.Header().Set("Access-Control-Allow-Headers", "Authorization, X-Api-Key")
@@ -143,14 +145,16 @@ func (e *Endpoints) write(w http.ResponseWriter, r *http.Request, rep Report, ca
 		body = e.jsonReport(rep, details)
 	}
 	w.Header().Set("Content-Type", contentType)
-	if cacheable && e.CacheMaxAge >= time.Second {
-		w.Header().Set("Cache-Control", "max-age="+strconv.Itoa(int(e.CacheMaxAge/time.Second)))
-	} else {
+	switch {
+	case !cacheable || e.CacheMaxAge < time.Second:
 		w.Header().Set("Cache-Control", "no-store")
+	case details:
+		// Details depend on the key: only the client may keep them.
+		w.Header().Set("Cache-Control", "private, max-age="+strconv.Itoa(int(e.CacheMaxAge/time.Second)))
+	default:
+		w.Header().Set("Cache-Control", "max-age="+strconv.Itoa(int(e.CacheMaxAge/time.Second)))
 	}
-	if details {
-		w.Header().Add("Vary", "Authorization, X-Api-Key")
-	}
+	w.Header().Add("Vary", "Accept, Authorization, X-Api-Key")
 	w.WriteHeader(rep.Status.HTTPStatus())
 	if r.Method == http.MethodHead {
 		return
@@ -247,8 +251,9 @@ type ietfBody struct {
 }
 
 // ietfReport renders rep in the draft format: checks keyed "component:measurement",
-// each observing how long the check took, in ms. Outputs are given only for checks that
-// do not pass, as the draft suggests.
+// each with the check's own observation (round trip, queue latency, uptime) or else how
+// long the check took, in ms. Outputs are given only for checks that do not pass, as
+// the draft suggests.
 func ietfReport(rep Report, details bool) ietfBody {
 	body := ietfBody{Status: ietfStatus(rep.Status)}
 	if !details {
@@ -259,7 +264,10 @@ func ietfReport(rep Report, details bool) ietfBody {
 		res := rep.Checks[c.Name]
 		ic := ietfCheck{
 			ComponentID: c.Name, ComponentType: c.ComponentType, Status: ietfStatus(res.Status),
-			Time: rep.CheckedAt.Format(time.RFC3339), ObservedValue: durationMS(res.Duration), ObservedUnit: "ms",
+			Time: res.At.Format(time.RFC3339), ObservedValue: durationMS(res.Duration), ObservedUnit: "ms",
+		}
+		if o := res.Observed; o != nil {
+			ic.ObservedValue, ic.ObservedUnit = o.Value, o.Unit
 		}
 		if res.Status != Healthy {
 			ic.Output = res.Description
