@@ -24,21 +24,15 @@ type statusJSON struct {
 }
 
 // Busy turns readiness 503 and nothing else: POST /admin/busy. 409 while draining.
-func (a *Admin) Busy() http.Handler {
-	return a.auth(func(w http.ResponseWriter, r *http.Request) {
-		if !a.State.SetBusy(true) {
-			a.write(w, http.StatusConflict)
-			return
-		}
-		a.write(w, http.StatusOK)
-	})
-}
+func (a *Admin) Busy() http.Handler { return a.setBusy(true) }
 
 // Ready clears Busy: POST /admin/ready. The instance is then Ready, or still starting
 // if its worker is not up yet (the body says which). 409 while draining.
-func (a *Admin) Ready() http.Handler {
+func (a *Admin) Ready() http.Handler { return a.setBusy(false) }
+
+func (a *Admin) setBusy(busy bool) http.Handler {
 	return a.auth(func(w http.ResponseWriter, r *http.Request) {
-		if !a.State.SetBusy(false) {
+		if !a.State.SetBusy(busy) {
 			a.write(w, http.StatusConflict)
 			return
 		}
