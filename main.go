@@ -248,22 +248,9 @@ func runWeb(ctx context.Context, cfg config.Config, logger *slog.Logger, sv *wor
 
 	beats := storage.NewHeartbeats(deps.rdb)
 	inspector := asynq.NewInspectorFromRedisClient(deps.rdb)
-	backlog := backlogFunc(inspector, cfg.Queues)
-	reg := health.NewRegistry(health.Options{Timeout: cfg.HealthTimeout, Cache: cfg.HealthCache,
-		FailureThreshold: cfg.HealthFailureThreshold, Logger: logger.With("component", "health")})
 	started := time.Now()
-	reg.Register(health.Check{Name: "self", Checker: health.SelfCheck(started), Measurement: "uptime", ComponentType: "system"})
-	reg.Register(health.Check{Name: "redis", Tags: []string{health.TagReady}, Measurement: "responseTime", ComponentType: "datastore",
-		Checker: health.PingCheck(func(ctx context.Context) error { return deps.rdb.Ping(ctx).Err() })})
-	reg.Register(health.Check{Name: "storage", Measurement: "reachable", ComponentType: "datastore",
-		Checker: health.StorageCheck(deps.bucket.IsAccessible)})
-	reg.Register(health.Check{Name: "worker", Measurement: "heartbeat",
-		Checker: health.WorkerCheck(beats, worker.HeartbeatTTL, backlog, cfg.WorkerStaleAfter)})
-	reg.Register(health.Check{Name: "queue", Measurement: "latency",
-		Checker: health.QueueCheck(backlog, cfg.QueueLatencyWarn, cfg.QueueLatencyFail)})
-	state := &health.State{}
-	endpoints := &health.Endpoints{Registry: reg, State: state, Details: cfg.HealthDetails, APIKey: cfg.HealthAPIKey,
-		CacheMaxAge: cfg.HealthCache, CORSOrigins: cfg.HealthCORSOrigins, Logger: logger}
+	endpoints := newHealth(cfg, deps, beats, inspector, started, logger)
+	state := endpoints.State
 	recycle := make(chan struct{}, 1)
 	var admin *health.Admin
 	if cfg.AdminToken != "" {
@@ -390,6 +377,25 @@ func recoverOrphans(ctx context.Context, inflight *storage.InFlight, logger *slo
 		}
 		logger.Warn("requeued the tasks of a dead worker", "worker_id", id, "tasks", len(rec))
 	}
+}
+
+// newHealth registers the built-in checks and returns the health endpoints, with the
+// instance starting.
+func newHealth(cfg config.Config, deps *redisDeps, beats *storage.Heartbeats, inspector *asynq.Inspector, started time.Time, logger *slog.Logger) *health.Endpoints {
+	backlog := backlogFunc(inspector, cfg.Queues)
+	reg := health.NewRegistry(health.Options{Timeout: cfg.HealthTimeout, Cache: cfg.HealthCache,
+		FailureThreshold: cfg.HealthFailureThreshold, Logger: logger.With("component", "health")})
+	reg.Register(health.Check{Name: "self", Checker: health.SelfCheck(started), Measurement: "uptime", ComponentType: "system"})
+	reg.Register(health.Check{Name: "redis", Tags: []string{health.TagReady}, Measurement: "responseTime", ComponentType: "datastore",
+		Checker: health.PingCheck(func(ctx context.Context) error { return deps.rdb.Ping(ctx).Err() })})
+	reg.Register(health.Check{Name: "storage", Measurement: "reachable", ComponentType: "datastore",
+		Checker: health.StorageCheck(deps.bucket.IsAccessible)})
+	reg.Register(health.Check{Name: "worker", Measurement: "heartbeat",
+		Checker: health.WorkerCheck(beats, worker.HeartbeatTTL, backlog, cfg.WorkerStaleAfter)})
+	reg.Register(health.Check{Name: "queue", Measurement: "latency",
+		Checker: health.QueueCheck(backlog, cfg.QueueLatencyWarn, cfg.QueueLatencyFail)})
+	return &health.Endpoints{Registry: reg, State: &health.State{}, Details: cfg.HealthDetails, APIKey: cfg.HealthAPIKey,
+		CacheMaxAge: cfg.HealthCache, CORSOrigins: cfg.HealthCORSOrigins, Logger: logger}
 }
 
 // errRecycled ends a process recycled through /admin/recycle: a non-zero exit, so that
