@@ -2,11 +2,13 @@ package storage
 
 import (
 	"context"
+	"crypto/rand"
 	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -73,19 +75,29 @@ const recentKey = KeyPrefix + "jobs:recent"
 // recentMax bounds the index of recent jobs kept for the dashboard.
 const recentMax = 1000
 
-// Create writes a new record for j (state pending or scheduled, attempts 0).
+//go:embed create.lua
+var createLua string
+
+var createScript = redis.NewScript(createLua)
+
+// ErrExists is returned by Create when a record with the job's id exists already.
+var ErrExists = errors.New("job exists")
+
+// NewJobID returns a random, URL-safe job id: 26 base32 characters, 130 bits.
+func NewJobID() string { return strings.ToLower(rand.Text()) }
+
+// Create writes a new record for j (state pending or scheduled, attempts 0) in one
+// round trip. It never touches an existing record: with j.ID taken it returns
+// ErrExists, so enqueueing a fixed id twice cannot reset a finished job.
 func (s *Jobs) Create(ctx context.Context, j Job) error {
-	key := jobKey(j.ID)
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, key, "type", j.Type, "queue", j.Queue, "state", j.State, "attempts", 0,
-			"done", 0, "total", 0, "created_at", j.CreatedAt.UTC().Format(time.RFC3339Nano))
-		p.Expire(ctx, key, s.retention)
-		p.ZAdd(ctx, recentKey, redis.Z{Score: float64(j.CreatedAt.UnixMilli()), Member: j.ID})
-		p.ZRemRangeByRank(ctx, recentKey, 0, -recentMax-1)
-		return nil
-	})
+	n, err := createScript.Run(ctx, s.rdb, []string{jobKey(j.ID), recentKey},
+		j.Type, j.Queue, j.State, j.CreatedAt.UTC().Format(time.RFC3339Nano), int64(s.retention/time.Second),
+		j.CreatedAt.UnixMilli(), j.ID, recentMax).Int()
 	if err != nil {
 		return fmt.Errorf("create job %s: %w", j.ID, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("create job %s: %w", j.ID, ErrExists)
 	}
 	return nil
 }

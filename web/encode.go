@@ -11,8 +11,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/hibiken/asynq"
-
 	"github.com/shoestring-go/shoestring/storage"
 	"github.com/shoestring-go/shoestring/worker/task"
 )
@@ -20,28 +18,44 @@ import (
 // maxJSONBody bounds a JSON request body, in bytes.
 const maxJSONBody = 1 << 20
 
-// apiError is an error with the status and message a client sees.
-type apiError struct {
+// Error is an error with the status and message a client sees, and the request field
+// it is about ("" for none). WriteError answers it as {"error": Msg, "field": Field}.
+type Error struct {
 	Status int
 	Msg    string
 	Field  string
 }
 
-func (e *apiError) Error() string { return e.Msg }
+func (e *Error) Error() string { return e.Msg }
 
-// errUnavailable is what a client sees when Redis does not answer.
-var errUnavailable = errors.New("job queue unavailable; try again shortly")
-
-// encode writes v as JSON with status. Headers are set before WriteHeader.
-func encode(w http.ResponseWriter, status int, v any) {
+// WriteJSON writes v as JSON with status. Headers are set before WriteHeader; an error
+// writing the body (the client went away) is ignored.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// decode reads one JSON value of at most maxJSONBody bytes into v, refusing unknown
-// fields and trailing data.
-func decode(w http.ResponseWriter, r *http.Request, v any) error {
+// Accepted is the 202 body of a route that accepted work.
+type Accepted struct {
+	ID        string `json:"id"`
+	Type      string `json:"type"`
+	State     string `json:"state"`
+	StatusURL string `json:"status_url"`
+}
+
+// WriteAccepted answers 202 for job, with its status URL in Location and the body
+// {"id","type","state","status_url"}.
+func WriteAccepted(w http.ResponseWriter, job storage.Job) {
+	a := Accepted{ID: job.ID, Type: job.Type, State: job.State, StatusURL: "/api/v1/jobs/" + job.ID}
+	w.Header().Set("Location", a.StatusURL)
+	WriteJSON(w, http.StatusAccepted, a)
+}
+
+// DecodeJSON reads one JSON value of at most 1 MiB from r's body into v (a pointer),
+// refusing unknown fields and trailing data. Its errors are for WriteError: a 400
+// *Error naming the JSON field, never a Go type, or a 413 for a body over the limit.
+func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxJSONBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -50,16 +64,18 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 		switch {
 		case errors.As(err, &mbe):
 			return err
+		case errors.As(err, &te) && te.Field != "":
+			return &Error{Status: http.StatusBadRequest, Msg: fmt.Sprintf("%s must be a %s", te.Field, te.Type), Field: te.Field}
 		case errors.As(err, &te):
-			return &apiError{Status: http.StatusBadRequest, Msg: fmt.Sprintf("%s must be a %s", te.Field, te.Type), Field: te.Field}
+			return &Error{Status: http.StatusBadRequest, Msg: "request body must be a JSON object"}
 		case errors.Is(err, io.EOF):
-			return &apiError{Status: http.StatusBadRequest, Msg: "request body is empty; expected JSON"}
+			return &Error{Status: http.StatusBadRequest, Msg: "request body is empty; expected JSON"}
 		default:
-			return &apiError{Status: http.StatusBadRequest, Msg: "malformed JSON: " + err.Error()}
+			return &Error{Status: http.StatusBadRequest, Msg: "malformed JSON: " + err.Error()}
 		}
 	}
 	if dec.More() {
-		return &apiError{Status: http.StatusBadRequest, Msg: "malformed JSON: trailing data after the object"}
+		return &Error{Status: http.StatusBadRequest, Msg: "malformed JSON: trailing data after the object"}
 	}
 	return nil
 }
@@ -69,10 +85,15 @@ type errorBody struct {
 	Field string `json:"field,omitempty"`
 }
 
-// writeError is the one place errors become status codes.
-func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+// WriteError answers err as {"error": "...", "field"?: "..."}: the one place errors
+// become status codes. *Error keeps its status; *task.InvalidError is 400 (422 when
+// Unprocessable); task.ErrUnknownType and task.ErrUnknownQueue are 422; task.ErrDuplicate
+// 409; an oversized body 413; storage.ErrNotFound 404; task.ErrUnavailable and a
+// deadline 503 with Retry-After. Anything else is a 500 whose message is logged, not
+// shown. Errors of 500 and up are logged with the request's logger.
+func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	var (
-		ae  *apiError
+		ae  *Error
 		ie  *task.InvalidError
 		mbe *http.MaxBytesError
 	)
@@ -82,35 +103,47 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	case errors.As(err, &ae):
 		status, body.Field = ae.Status, ae.Field
 	case errors.As(err, &ie):
-		status, body.Field = http.StatusBadRequest, "payload"
-		if ie.Field != "" {
-			body.Field = "payload." + ie.Field
+		status, body.Field = http.StatusBadRequest, ie.Field
+		if ie.Unprocessable {
+			status = http.StatusUnprocessableEntity
 		}
 	case errors.Is(err, task.ErrUnknownType):
 		status, body.Field = http.StatusUnprocessableEntity, "type"
+	case errors.Is(err, task.ErrUnknownQueue):
+		status, body.Field = http.StatusUnprocessableEntity, "queue"
 	case errors.As(err, &mbe):
 		status, body.Error = http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", mbe.Limit)
 	case errors.Is(err, storage.ErrNotFound):
 		status = http.StatusNotFound
-	case errors.Is(err, asynq.ErrDuplicateTask), errors.Is(err, asynq.ErrTaskIDConflict):
+	case errors.Is(err, task.ErrDuplicate):
 		status = http.StatusConflict
-	case errors.Is(err, errUnavailable), errors.Is(err, context.DeadlineExceeded):
-		status, body.Error = http.StatusServiceUnavailable, errUnavailable.Error()
+	case errors.Is(err, task.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		status, body.Error = http.StatusServiceUnavailable, task.ErrUnavailable.Error()
 		w.Header().Set("Retry-After", "5")
 	}
 	if status >= 500 {
-		log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+		loggerFrom(r.Context()).ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 		if status == http.StatusInternalServerError {
 			body.Error = "internal error"
 		}
 	}
-	encode(w, status, body)
+	WriteJSON(w, status, body)
 }
 
 func errorHandler(status int, msg string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		encode(w, status, errorBody{Error: msg})
+		WriteJSON(w, status, errorBody{Error: msg})
 	})
+}
+
+type loggerKey struct{}
+
+// loggerFrom is the logger the request middleware put in ctx, or slog's default.
+func loggerFrom(ctx context.Context) *slog.Logger {
+	if l, ok := ctx.Value(loggerKey{}).(*slog.Logger); ok {
+		return l
+	}
+	return slog.Default()
 }
 
 // duration is a JSON duration: a number of seconds (2.5) or a Go duration string ("90s").

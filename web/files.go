@@ -10,6 +10,10 @@ import (
 	"gocloud.dev/gcerrors"
 )
 
+// FilesPath is where GET /api/v1/files/{key} serves blobs: FilesPath + key is the URL
+// of the blob at key.
+const FilesPath = "/api/v1/files/"
+
 // blobKeyRe admits keys of segments that start with a letter, digit, '_' or '-': no
 // "..", no hidden files, no absolute paths. Keys ending ".attrs" are fileblob's metadata
 // sidecars and are refused separately.
@@ -21,16 +25,16 @@ func handleFileGet(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key := mux.Vars(r)["key"]
 		if len(key) > 512 || !blobKeyRe.MatchString(key) || strings.HasSuffix(key, ".attrs") {
-			writeError(w, r, d.Logger, &apiError{Status: http.StatusNotFound, Msg: "no such file"})
+			WriteError(w, r, &Error{Status: http.StatusNotFound, Msg: "no such file"})
 			return
 		}
 		rd, err := d.Bucket.NewReader(r.Context(), key, nil)
 		if gcerrors.Code(err) == gcerrors.NotFound {
-			writeError(w, r, d.Logger, &apiError{Status: http.StatusNotFound, Msg: "no such file"})
+			WriteError(w, r, &Error{Status: http.StatusNotFound, Msg: "no such file"})
 			return
 		}
 		if err != nil {
-			writeError(w, r, d.Logger, fmt.Errorf("open %s: %w", key, err))
+			WriteError(w, r, fmt.Errorf("open %s: %w", key, err))
 			return
 		}
 		defer rd.Close()

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -21,18 +22,20 @@ func (s *statusRecorder) WriteHeader(code int) {
 
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-// logRequests logs each request once it is answered; health routes, which pingers hit
-// all day, at debug level.
-func logRequests(log *slog.Logger, next http.Handler) http.Handler {
+// logRequests logs each request once it is answered (health routes under healthPath,
+// which pingers hit all day, at debug level) and puts log in the request's context for
+// WriteError.
+func logRequests(log *slog.Logger, healthPath string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
+		r = r.WithContext(context.WithValue(r.Context(), loggerKey{}, log))
 		next.ServeHTTP(rec, r)
 		if rec.status == 0 {
 			rec.status = http.StatusOK
 		}
 		level := slog.LevelInfo
-		if strings.HasPrefix(r.URL.Path, "/health") {
+		if r.URL.Path == healthPath || strings.HasPrefix(r.URL.Path, healthPath+"/") {
 			level = slog.LevelDebug
 		}
 		log.Log(r.Context(), level, "http request", "method", r.Method, "path", r.URL.Path,
@@ -41,15 +44,16 @@ func logRequests(log *slog.Logger, next http.Handler) http.Handler {
 }
 
 // recoverPanics answers 500 instead of dropping the connection when a handler panics.
-func recoverPanics(log *slog.Logger, next http.Handler) http.Handler {
+// It sits inside logRequests, so the 500 is logged as a request too.
+func recoverPanics(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {
 					panic(p)
 				}
-				log.ErrorContext(r.Context(), "handler panic", "path", r.URL.Path, "panic", p)
-				encode(w, http.StatusInternalServerError, errorBody{Error: "internal error"})
+				loggerFrom(r.Context()).ErrorContext(r.Context(), "handler panic", "path", r.URL.Path, "panic", p)
+				WriteJSON(w, http.StatusInternalServerError, errorBody{Error: "internal error"})
 			}
 		}()
 		next.ServeHTTP(w, r)

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+
+	"github.com/shoestring-go/shoestring/worker/task"
 )
 
 type queueStats struct {
@@ -22,14 +24,14 @@ type queueStats struct {
 // handleQueues reports every configured queue: GET /api/v1/queues.
 func handleQueues(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		names := make([]string, 0, len(d.Limits.Queues))
-		for n := range d.Limits.Queues {
+		names := make([]string, 0, len(d.Queues))
+		for n := range d.Queues {
 			names = append(names, n)
 		}
 		slices.Sort(names)
 		known, err := d.Inspector.Queues()
 		if err != nil {
-			writeError(w, r, d.Logger, fmt.Errorf("%w: list queues: %v", errUnavailable, err))
+			WriteError(w, r, fmt.Errorf("%w: list queues: %v", task.ErrUnavailable, err))
 			return
 		}
 		out := make([]queueStats, 0, len(names))
@@ -40,7 +42,7 @@ func handleQueues(d Deps) http.Handler {
 			}
 			qi, err := d.Inspector.GetQueueInfo(n)
 			if err != nil {
-				writeError(w, r, d.Logger, fmt.Errorf("%w: queue %s: %v", errUnavailable, n, err))
+				WriteError(w, r, fmt.Errorf("%w: queue %s: %v", task.ErrUnavailable, n, err))
 				return
 			}
 			out = append(out, queueStats{
@@ -49,6 +51,6 @@ func handleQueues(d Deps) http.Handler {
 				LatencyMS: float64(qi.Latency.Microseconds()) / 1000, Paused: qi.Paused,
 			})
 		}
-		encode(w, http.StatusOK, map[string]any{"queues": out})
+		WriteJSON(w, http.StatusOK, map[string]any{"queues": out})
 	})
 }

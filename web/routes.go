@@ -6,11 +6,22 @@ import (
 	"github.com/gorilla/mux"
 )
 
-// addRoutes is the one list of routes.
+// HostPaths are the paths the host's own routes live under (the health base path
+// comes first, as given): an app route whose path is one of them, or below one, would
+// be shadowed, and the host refuses it at start.
+func HostPaths(healthPath string) []string {
+	return []string{healthPath, "/admin", "/api/v1/jobs", "/api/v1/files", "/api/v1/queues", "/api/v1/schedules"}
+}
+
+// addRoutes is the one list of routes. The host's routes are matched first; what none
+// of them matches goes to the app's handler.
 func addRoutes(d Deps) http.Handler {
 	r := mux.NewRouter()
-	r.NotFoundHandler = errorHandler(http.StatusNotFound, "no such route")
-	r.MethodNotAllowedHandler = errorHandler(http.StatusMethodNotAllowed, "method not allowed")
+	r.NotFoundHandler = NotFound
+	if d.App != nil {
+		r.NotFoundHandler = limitBody(d.MaxBodyBytes, d.App)
+	}
+	r.MethodNotAllowedHandler = MethodNotAllowed
 
 	get := []string{http.MethodGet, http.MethodHead}
 	hp := d.HealthPath
@@ -32,11 +43,29 @@ func addRoutes(d Deps) http.Handler {
 		r.Handle("/admin/status", d.Admin.Status()).Methods(get...)
 	}
 
-	r.Handle("/api/v1/images", handleImageCreate(d)).Methods(http.MethodPost)
 	r.Handle("/api/v1/jobs", handleJobCreate(d)).Methods(http.MethodPost)
 	r.Handle("/api/v1/jobs/{id}", handleJobGet(d)).Methods(get...)
 	r.Handle("/api/v1/files/{key:.+}", handleFileGet(d)).Methods(get...)
 	r.Handle("/api/v1/queues", handleQueues(d)).Methods(get...)
 
-	return recoverPanics(d.Logger, logRequests(d.Logger, r))
+	return logRequests(d.Logger, hp, recoverPanics(r))
+}
+
+// NotFound and MethodNotAllowed answer 404 and 405 with a JSON error; the host sets
+// them on the app's router.
+var (
+	NotFound         = errorHandler(http.StatusNotFound, "no such route")
+	MethodNotAllowed = errorHandler(http.StatusMethodNotAllowed, "method not allowed")
+)
+
+// limitBody caps request bodies at n bytes (0: no cap); reading past it fails with
+// *http.MaxBytesError, which WriteError answers 413.
+func limitBody(n int64, next http.Handler) http.Handler {
+	if n <= 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, n)
+		next.ServeHTTP(w, r)
+	})
 }

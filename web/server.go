@@ -1,5 +1,6 @@
 // Package web is shoestring's HTTP tier: the router, middleware, the JSON API that
-// accepts work and reports on it, and the health routes.
+// accepts work and reports on it, the health routes, and the app's own routes behind
+// the same middleware.
 package web
 
 import (
@@ -12,11 +13,21 @@ import (
 
 	"github.com/shoestring-go/shoestring/health"
 	"github.com/shoestring-go/shoestring/storage"
+	"github.com/shoestring-go/shoestring/worker/task"
 )
 
-// Enqueuer puts tasks on a queue; *asynq.Client is one.
-type Enqueuer interface {
-	EnqueueContext(ctx context.Context, t *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
+// Submitter validates and enqueues one job; the host's is the one path shared by
+// POST /api/v1/jobs and Host.Enqueue. Errors are those WriteError maps.
+type Submitter interface {
+	Submit(ctx context.Context, r task.Request) (storage.Job, error)
+}
+
+// SubmitterFunc adapts a function to Submitter.
+type SubmitterFunc func(ctx context.Context, r task.Request) (storage.Job, error)
+
+// Submit calls f.
+func (f SubmitterFunc) Submit(ctx context.Context, r task.Request) (storage.Job, error) {
+	return f(ctx, r)
 }
 
 // QueueInspector reads queue statistics; *asynq.Inspector is one.
@@ -25,32 +36,26 @@ type QueueInspector interface {
 	GetQueueInfo(queue string) (*asynq.QueueInfo, error)
 }
 
-var (
-	_ Enqueuer       = (*asynq.Client)(nil)
-	_ QueueInspector = (*asynq.Inspector)(nil)
-)
+var _ QueueInspector = (*asynq.Inspector)(nil)
 
-// Limits bound what the API accepts.
-type Limits struct {
-	MaxUploadBytes int64          // request body of an upload, in bytes
-	MaxImagePixels int64          // width*height of an uploaded image
-	ThumbnailSizes []int          // widths made when an upload names none
-	Queues         map[string]int // queues a job may name; the worker serves these
-}
-
-// Deps are what the HTTP tier needs. All are required.
+// Deps are what the HTTP tier needs. All but Admin and App are required.
 type Deps struct {
 	Logger    *slog.Logger
 	Jobs      *storage.Jobs
-	Queue     Enqueuer
+	Submitter Submitter
 	Inspector QueueInspector
 	Bucket    *blob.Bucket
 	Health    *health.Endpoints
 	// HealthPath is the base of the health routes, e.g. "/health".
 	HealthPath string
 	// Admin serves /admin/*; nil leaves those routes unmounted (404).
-	Admin  *health.Admin
-	Limits Limits
+	Admin *health.Admin
+	// Queues are the queues GET /api/v1/queues reports: the ones the workers serve.
+	Queues map[string]int
+	// App serves what no host route matches: the app's own routes. Its request bodies
+	// are limited to MaxBodyBytes. nil answers 404.
+	App          http.Handler
+	MaxBodyBytes int64
 }
 
 // NewServer returns the HTTP handler of the whole API. It is safe for concurrent use.

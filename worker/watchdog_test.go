@@ -10,12 +10,10 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"gocloud.dev/blob/memblob"
 
 	"github.com/shoestring-go/shoestring/health"
 	"github.com/shoestring-go/shoestring/storage"
 	"github.com/shoestring-go/shoestring/storage/storagetest"
-	"github.com/shoestring-go/shoestring/worker/task"
 )
 
 // startWatched starts a worker with the given watchdog settings and extra handlers,
@@ -24,12 +22,11 @@ func startWatched(tb testing.TB, wd WatchdogConfig, handlers map[string]Handler)
 	tb.Helper()
 	r := storagetest.StartRedis(tb)
 	rdb := r.Client(tb)
-	bucket := memblob.OpenBucket(nil)
-	tb.Cleanup(func() { bucket.Close() })
 	recycled := make(chan string, 1)
 	wd.OnRecycle = func(reason string) { recycled <- reason }
 	w := New(Config{Concurrency: 2, Queues: map[string]int{"default": 1}, ShutdownTimeout: time.Second,
-		Retention: time.Hour, Watchdog: wd}, rdb, bucket, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		Retention: time.Hour, Watchdog: wd}, rdb, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	w.Handle(kindEcho, handleEcho)
 	for typ, h := range handlers {
 		w.Handle(typ, h)
 	}
@@ -37,7 +34,7 @@ func startWatched(tb testing.TB, wd WatchdogConfig, handlers map[string]Handler)
 		tb.Fatal(err)
 	}
 	tb.Cleanup(w.Stop)
-	return &fixture{rdb: rdb, bucket: bucket, jobs: storage.NewJobs(rdb, time.Hour), client: asynq.NewClientFromRedisClient(rdb), w: w}, recycled
+	return &fixture{rdb: rdb, jobs: storage.NewJobs(rdb, time.Hour), client: asynq.NewClientFromRedisClient(rdb), w: w}, recycled
 }
 
 func waitRecycle(tb testing.TB, ch chan string, d time.Duration) string {
@@ -110,7 +107,7 @@ func TestThroughputCollapse(t *testing.T) {
 	f, recycled := startWatched(t, WatchdogConfig{DegradedRatio: 0.5, DegradedFor: 2 * time.Second, Window: 400 * time.Millisecond},
 		map[string]Handler{"test:slow": slow})
 	for i := range 150 {
-		f.enqueue(t, "fast"+strconv.Itoa(i), task.TypeEcho, task.Echo{SleepMS: 5})
+		f.enqueue(t, "fast"+strconv.Itoa(i), kindEcho, echoArgs{SleepMS: 5})
 	}
 	// Let the baseline fill, then the work stops completing with tasks waiting.
 	deadline := time.Now().Add(60 * time.Second)

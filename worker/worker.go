@@ -18,10 +18,8 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
-	"gocloud.dev/blob"
 
 	"github.com/shoestring-go/shoestring/storage"
-	"github.com/shoestring-go/shoestring/worker/task"
 )
 
 // Heartbeat timing: a worker beats every HeartbeatInterval; its beat is considered live
@@ -36,7 +34,6 @@ type Config struct {
 	Concurrency     int
 	Queues          map[string]int
 	ShutdownTimeout time.Duration // in-flight tasks get this long to finish on Stop, then are requeued
-	MaxImagePixels  int64
 	Retention       time.Duration // lifetime of checkpoints, as of job records
 	LogLevel        slog.Level
 	Watchdog        WatchdogConfig
@@ -47,13 +44,19 @@ type Config struct {
 
 // Task is one delivery of a task to a Handler.
 type Task struct {
-	ID         string
-	Type       string
-	Queue      string
-	Payload    []byte
-	Attempt    int // 1 for the first run, counting runs interrupted by a crash or shutdown
+	ID      string // the job id, as GET /api/v1/jobs/{id} knows it
+	Type    string // the task kind, e.g. "image:thumbnail"
+	Queue   string
+	Payload []byte // the JSON arguments, as enqueued
+	Attempt int    // 1 for the first run, counting runs interrupted by a crash or shutdown
+	// Checkpoint is the task's durable progress: Load it first, Save after each unit.
 	Checkpoint *Checkpoint
 }
+
+// SkipRetry, wrapped in a handler's error (fmt.Errorf("...: %w", worker.SkipRetry)),
+// fails the task at once, whatever retries it has left: for input that no retry can
+// fix. It is asynq's SkipRetry.
+var SkipRetry = asynq.SkipRetry
 
 // errRecordLost marks a task whose work succeeded but whose outcome could not be
 // recorded (Redis trouble): it is retried after a second, not asynq's backoff.
@@ -68,8 +71,7 @@ func retryDelay(n int, err error, t *asynq.Task) time.Duration {
 }
 
 // Handler does the work of one task and returns its result, which is stored
-// JSON-encoded in the job record. An error wrapping asynq.SkipRetry fails the task at
-// once; any other error retries it while its retry budget lasts. Handlers must honour
+// JSON-encoded in the job record. An error wrapping SkipRetry fails the task at once; any other error retries it while its retry budget lasts. Handlers must honour
 // ctx (it is cancelled at the task's deadline and when a shutdown runs out of time) and
 // be idempotent: delivery is at-least-once.
 type Handler func(ctx context.Context, t *Task) (any, error)
@@ -105,9 +107,9 @@ type Worker struct {
 	started   bool
 }
 
-// New returns a worker serving the built-in task types (echo, image:thumbnail) from
-// cfg.Queues on rdb, reading and writing blobs in bucket.
-func New(cfg Config, rdb redis.UniversalClient, bucket *blob.Bucket, logger *slog.Logger) *Worker {
+// New returns a worker that serves cfg.Queues on rdb, with no handlers yet: add them
+// with Handle before Start. A task of a kind with no handler fails at once.
+func New(cfg Config, rdb redis.UniversalClient, logger *slog.Logger) *Worker {
 	host, _ := os.Hostname()
 	if cfg.ID == "" {
 		cfg.ID = storage.NewWorkerID(host, os.Getpid())
@@ -123,17 +125,12 @@ func New(cfg Config, rdb redis.UniversalClient, bucket *blob.Bucket, logger *slo
 		id:       cfg.ID,
 	}
 	w.watch = newWatchdog(cfg.Watchdog, w)
-	w.routes = map[string]Handler{
-		task.TypeEcho:      handleEcho,
-		task.TypeThumbnail: thumbnailHandler(bucket, cfg.MaxImagePixels),
-		task.TypeBatch:     handleBatchCount,
-	}
+	w.routes = make(map[string]Handler)
 	return w
 }
 
-// Handle registers h for task type typ, replacing any built-in one. Call it before
-// Start. The web tier enqueues only the types the task package validates; others are
-// enqueued by Go code with an asynq client.
+// Handle registers h for task kind typ, replacing any earlier one. Call it before
+// Start; it is not safe to call concurrently with anything else.
 func (w *Worker) Handle(typ string, h Handler) { w.routes[typ] = h }
 
 // ID is the id this worker's heartbeat and in-flight index are recorded under.
@@ -158,17 +155,28 @@ func (w *Worker) Start(ctx context.Context) error {
 		DelayedTaskCheckInterval: time.Second,
 		RetryDelayFunc:           retryDelay,
 	})
-	mux := asynq.NewServeMux()
+	// Exact kinds, not asynq.ServeMux's prefix match, under which "report" would also
+	// serve "report:v2".
+	wrapped := make(map[string]asynq.Handler, len(w.routes))
 	for typ, h := range w.routes {
-		mux.Handle(typ, w.wrap(h))
+		wrapped[typ] = w.wrap(h)
 	}
+	unknown := w.wrap(func(ctx context.Context, t *Task) (any, error) {
+		return nil, fmt.Errorf("no handler for task kind %q in this worker: %w", t.Type, SkipRetry)
+	})
+	route := asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		if h, ok := wrapped[t.Type()]; ok {
+			return h.ProcessTask(ctx, t)
+		}
+		return unknown.ProcessTask(ctx, t)
+	})
 	// The first beat before the first fetch: a supervisor that finds no other live
 	// worker may take every active task for its dead child's, and the parent turns
 	// Ready on it.
 	if err := w.beat(ctx); err != nil {
 		w.logger.WarnContext(ctx, "first heartbeat", "err", err)
 	}
-	if err := w.srv.Start(mux); err != nil {
+	if err := w.srv.Start(route); err != nil {
 		return fmt.Errorf("start asynq server: %w", err)
 	}
 	w.started = true

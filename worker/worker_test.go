@@ -2,12 +2,9 @@ package worker
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
-	"image"
-	"image/color"
-	"image/jpeg"
+	"fmt"
 	"io"
 	"log/slog"
 	"os/exec"
@@ -18,17 +15,13 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
-	"gocloud.dev/blob"
-	"gocloud.dev/blob/memblob"
 
 	"github.com/shoestring-go/shoestring/storage"
 	"github.com/shoestring-go/shoestring/storage/storagetest"
-	"github.com/shoestring-go/shoestring/worker/task"
 )
 
 type fixture struct {
 	rdb    *redis.Client
-	bucket *blob.Bucket
 	jobs   *storage.Jobs
 	client *asynq.Client
 	w      *Worker
@@ -38,16 +31,15 @@ func startWorker(tb testing.TB) *fixture {
 	tb.Helper()
 	r := storagetest.StartRedis(tb)
 	rdb := r.Client(tb)
-	bucket := memblob.OpenBucket(nil)
-	tb.Cleanup(func() { bucket.Close() })
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	w := New(Config{Concurrency: 2, Queues: map[string]int{"default": 1}, ShutdownTimeout: 2 * time.Second,
-		MaxImagePixels: 1 << 20, Retention: time.Hour}, rdb, bucket, logger)
+		Retention: time.Hour}, rdb, logger)
+	w.Handle(kindEcho, handleEcho)
 	if err := w.Start(context.Background()); err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(w.Stop)
-	return &fixture{rdb: rdb, bucket: bucket, jobs: storage.NewJobs(rdb, time.Hour), client: asynq.NewClientFromRedisClient(rdb), w: w}
+	return &fixture{rdb: rdb, jobs: storage.NewJobs(rdb, time.Hour), client: asynq.NewClientFromRedisClient(rdb), w: w}
 }
 
 func (f *fixture) enqueue(tb testing.TB, id, typ string, payload any, opts ...asynq.Option) {
@@ -82,73 +74,46 @@ func (f *fixture) wait(tb testing.TB, id string) storage.Job {
 	}
 }
 
-func jpegOf(tb testing.TB, w, h int) []byte {
-	tb.Helper()
-	img := image.NewRGBA(image.Rect(0, 0, w, h))
-	for i := range img.Pix {
-		img.Pix[i] = 200
+// kindEcho is the test kind: echoArgs.Message back after SleepMS, or ctx's error.
+const kindEcho = "echo"
+
+type echoArgs struct {
+	Message string `json:"message"`
+	SleepMS int64  `json:"sleep_ms"`
+}
+
+func handleEcho(ctx context.Context, t *Task) (any, error) {
+	var a echoArgs
+	if err := json.Unmarshal(t.Payload, &a); err != nil {
+		return nil, fmt.Errorf("decode: %v: %w", err, SkipRetry)
 	}
-	img.Set(0, 0, color.Black)
-	var buf bytes.Buffer
-	if err := jpeg.Encode(&buf, img, nil); err != nil {
-		tb.Fatal(err)
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(time.Duration(a.SleepMS) * time.Millisecond):
 	}
-	return buf.Bytes()
+	return map[string]string{"message": a.Message}, nil
+}
+
+// TestUnknownKindFailsOnce: a task of a kind this worker has no handler for fails
+// after one attempt, with an error naming the kind, whatever retries it has.
+func TestUnknownKindFailsOnce(t *testing.T) {
+	t.Parallel()
+	f := startWorker(t)
+	f.enqueue(t, "nohandler", "report:v2", map[string]int{}, asynq.MaxRetry(5))
+	j := f.wait(t, "nohandler")
+	if j.State != storage.StateFailed || j.Attempts != 1 || !strings.Contains(j.Error, `no handler for task kind "report:v2"`) {
+		t.Fatalf("job = %+v", j)
+	}
 }
 
 func TestEcho(t *testing.T) {
 	t.Parallel()
 	f := startWorker(t)
-	f.enqueue(t, "echo1", task.TypeEcho, task.Echo{Message: "hello", SleepMS: 10})
+	f.enqueue(t, "echo1", kindEcho, echoArgs{Message: "hello", SleepMS: 10})
 	j := f.wait(t, "echo1")
 	if j.State != storage.StateCompleted || j.Attempts != 1 || string(j.Result) != `{"message":"hello"}` || j.CompletedAt == nil {
 		t.Fatalf("job = %+v", j)
-	}
-}
-
-// TestThumbnailResumesFromCheckpoint: a retried thumbnail task skips the sizes its
-// checkpoint says are done (their blobs are not rewritten) and makes only the rest.
-func TestThumbnailResumesFromCheckpoint(t *testing.T) {
-	t.Parallel()
-	f := startWorker(t)
-	ctx := context.Background()
-	const id = "resume1"
-	key := task.UploadKey("resume1", "jpeg")
-	if err := f.bucket.WriteAll(ctx, key, jpegOf(t, 80, 40), &blob.WriterOptions{ContentType: "image/jpeg"}); err != nil {
-		t.Fatal(err)
-	}
-	// As if an earlier attempt made width 10 and was killed before width 20.
-	sentinel := []byte("made by the earlier attempt")
-	done := task.Thumb{Width: 10, Height: 5, URL: FilesPath + task.ThumbnailKey(id, 10), Bytes: int64(len(sentinel))}
-	if err := f.bucket.WriteAll(ctx, task.ThumbnailKey(id, 10), sentinel, &blob.WriterOptions{ContentType: "image/jpeg"}); err != nil {
-		t.Fatal(err)
-	}
-	cp := &Checkpoint{rdb: f.rdb, jobs: f.jobs, id: id, ttl: time.Hour}
-	if err := cp.Save(ctx, thumbnailState{Next: 1, Thumbnails: []task.Thumb{done}}); err != nil {
-		t.Fatal(err)
-	}
-
-	f.enqueue(t, id, task.TypeThumbnail, task.Thumbnail{Key: key, Sizes: []int{10, 20}})
-	j := f.wait(t, id)
-	if j.State != storage.StateCompleted || j.Progress != (storage.Progress{Done: 2, Total: 2}) {
-		t.Fatalf("job = %+v", j)
-	}
-	var res task.ThumbnailResult
-	if err := json.Unmarshal(j.Result, &res); err != nil {
-		t.Fatal(err)
-	}
-	if len(res.Thumbnails) != 2 || res.Thumbnails[0] != done || res.Thumbnails[1].Width != 20 || res.Thumbnails[1].Height != 10 {
-		t.Fatalf("result = %+v", res)
-	}
-	got, _ := f.bucket.ReadAll(ctx, task.ThumbnailKey(id, 10))
-	if !bytes.Equal(got, sentinel) {
-		t.Errorf("width 10 was made again; the checkpoint was ignored")
-	}
-	if _, err := f.bucket.ReadAll(ctx, task.ThumbnailKey(id, 20)); err != nil {
-		t.Errorf("width 20 not made: %v", err)
-	}
-	if n, _ := f.rdb.Exists(ctx, checkpointKey(id)).Result(); n != 0 {
-		t.Errorf("checkpoint not removed after completion")
 	}
 }
 
@@ -158,12 +123,12 @@ func TestCompletedIsNotRunAgain(t *testing.T) {
 	t.Parallel()
 	f := startWorker(t)
 	ctx := context.Background()
-	f.enqueue(t, "twice", task.TypeEcho, task.Echo{Message: "first"})
+	f.enqueue(t, "twice", kindEcho, echoArgs{Message: "first"})
 	first := f.wait(t, "twice")
 
 	// Deliver the same id again, as asynq does when marking it done failed.
-	data, _ := json.Marshal(task.Echo{Message: "second"})
-	if _, err := f.client.Enqueue(asynq.NewTask(task.TypeEcho, data), asynq.TaskID("twice")); err != nil {
+	data, _ := json.Marshal(echoArgs{Message: "second"})
+	if _, err := f.client.Enqueue(asynq.NewTask(kindEcho, data), asynq.TaskID("twice")); err != nil {
 		t.Fatal(err)
 	}
 	ins := asynq.NewInspectorFromRedisClient(f.rdb)
@@ -183,22 +148,6 @@ func TestCompletedIsNotRunAgain(t *testing.T) {
 	}
 	if diff := cmp.Diff(first, again); diff != "" {
 		t.Errorf("record changed by the second delivery (-first +again):\n%s", diff)
-	}
-}
-
-// TestUndecodableFailsOnce: input that passes the header check but cannot be decoded
-// fails after one attempt, however many retries are allowed.
-func TestUndecodableFailsOnce(t *testing.T) {
-	t.Parallel()
-	f := startWorker(t)
-	ctx := context.Background()
-	data := jpegOf(t, 64, 64)
-	key := task.UploadKey("trunc", "jpeg")
-	f.bucket.WriteAll(ctx, key, data[:len(data)/2], &blob.WriterOptions{ContentType: "image/jpeg"})
-	f.enqueue(t, "trunc", task.TypeThumbnail, task.Thumbnail{Key: key, Sizes: []int{10}}, asynq.MaxRetry(5))
-	j := f.wait(t, "trunc")
-	if j.State != storage.StateFailed || j.Attempts != 1 || j.Error == "" {
-		t.Fatalf("job = %+v", j)
 	}
 }
 
@@ -272,7 +221,7 @@ func TestSupervisorExitReporting(t *testing.T) {
 func TestStopRequeuesAndRecordsPending(t *testing.T) {
 	t.Parallel()
 	f := startWorker(t) // ShutdownTimeout 2 s
-	f.enqueue(t, "long", task.TypeEcho, task.Echo{Message: "x", SleepMS: 60_000})
+	f.enqueue(t, "long", kindEcho, echoArgs{Message: "x", SleepMS: 60_000})
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		j, _ := f.jobs.Get(context.Background(), "long")

@@ -368,7 +368,7 @@ func (r *Redis) launchLocked(deadline time.Time) error {
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	setProcAttr(cmd)
-	err = cmd.Start()
+	err = startCmd(cmd)
 	// The child has its own copy of the descriptor.
 	logf.Close()
 	if err != nil {

@@ -1,5 +1,7 @@
-// Package thumbnail reads JPEG, PNG and GIF images and renders JPEG thumbnails
-// of them, upright according to their EXIF orientation.
+// Package thumbnail is the reference app's built-in task kind, image:thumbnail, with
+// its upload route POST /api/v1/images, registered through the public host API like
+// any app's (Register). Below them it reads JPEG, PNG and GIF images and renders JPEG
+// thumbnails of them, upright according to their EXIF orientation.
 //
 // Callers are expected to Inspect or Decode with a pixel limit before doing any
 // work proportional to the image size, so that a small file claiming huge

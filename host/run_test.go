@@ -1,4 +1,4 @@
-package main
+package host
 
 import (
 	"bytes"
@@ -37,39 +37,49 @@ func TestDotenvNeverOverrides(t *testing.T) {
 func TestHealthcheckCommand(t *testing.T) {
 	t.Parallel()
 	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/health/live" {
+		if r.URL.Path != "/health/live" && r.URL.Path != "/status/live" {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
 	}))
 	defer ok.Close()
 	ctx := context.Background()
 	var out bytes.Buffer
-	if err := run(ctx, []string{"shoestring", "healthcheck", ok.URL + "/health/live"}, envMap(nil), nil, &out, &out); err != nil {
+	h := New()
+	if err := h.Run(ctx, []string{"app", "healthcheck", ok.URL + "/health/live"}, envMap(nil), &out, &out); err != nil {
 		t.Errorf("healthcheck of a 200: %v", err)
 	}
-	err := run(ctx, []string{"shoestring", "healthcheck", ok.URL + "/health/ready"}, envMap(nil), nil, &out, &out)
-	if err == nil || exitCode(err) != 1 {
+	err := h.Run(ctx, []string{"app", "healthcheck", ok.URL + "/health/ready"}, envMap(nil), &out, &out)
+	if err == nil || ExitCode(err) != 1 {
 		t.Errorf("healthcheck of a 503: %v", err)
 	}
-	// Default URL: the liveness route on $PORT.
+	// Default URL: the liveness route on $PORT, under HEALTH_PATH.
 	port := ok.URL[strings.LastIndex(ok.URL, ":")+1:]
-	if err := run(ctx, []string{"shoestring", "healthcheck"}, envMap(map[string]string{"PORT": port}), nil, &out, &out); err != nil {
+	if err := h.Run(ctx, []string{"app", "healthcheck"}, envMap(map[string]string{"PORT": port}), &out, &out); err != nil {
 		t.Errorf("healthcheck on $PORT: %v", err)
+	}
+	env := envMap(map[string]string{"PORT": port, "HEALTH_PATH": "/status/"})
+	if err := h.Run(ctx, []string{"app", "healthcheck"}, env, &out, &out); err != nil {
+		t.Errorf("healthcheck with HEALTH_PATH=/status/: %v", err)
 	}
 }
 
 func TestCommandLine(t *testing.T) {
 	t.Parallel()
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"shoestring", "version"}, envMap(nil), nil, &out, &out); err != nil || !strings.Contains(out.String(), "go1.") {
+	h := New()
+	if err := h.Run(context.Background(), []string{"myapp", "version"}, envMap(nil), &out, &out); err != nil ||
+		!strings.Contains(out.String(), "go1.") || !strings.HasPrefix(out.String(), "myapp ") {
 		t.Errorf("version: %v %q", err, out.String())
 	}
-	err := run(context.Background(), []string{"shoestring", "frobnicate"}, envMap(nil), nil, &out, &out)
-	if err == nil || exitCode(err) != 2 {
-		t.Errorf("unknown command: %v (exit %d), want exit 2", err, exitCode(err))
+	err := h.Run(context.Background(), []string{"myapp", "frobnicate"}, envMap(nil), &out, &out)
+	if err == nil || ExitCode(err) != 2 {
+		t.Errorf("unknown command: %v (exit %d), want exit 2", err, ExitCode(err))
 	}
-	err = run(context.Background(), []string{"shoestring", "worker"}, envMap(nil), nil, &out, &out)
-	if err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), "REDIS_URL") {
+	err = h.Run(context.Background(), []string{"myapp", "worker"}, envMap(nil), &out, &out)
+	if err == nil || ExitCode(err) != 2 || !strings.Contains(err.Error(), "REDIS_URL") {
 		t.Errorf("worker without REDIS_URL: %v", err)
+	}
+	if ExitCode(nil) != 0 {
+		t.Errorf("ExitCode(nil) = %d", ExitCode(nil))
 	}
 }

@@ -27,7 +27,7 @@ import (
 	"golang.org/x/image/bmp"
 	"golang.org/x/image/draw"
 
-	"github.com/shoestring-go/shoestring/worker/thumbnail"
+	"github.com/shoestring-go/shoestring/tasks/thumbnail"
 )
 
 // goroot is the GOROOT of the go command on PATH. runtime.GOROOT is

@@ -1,0 +1,386 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/shoestring-go/shoestring/config"
+	"github.com/shoestring-go/shoestring/health"
+	"github.com/shoestring-go/shoestring/storage"
+	"github.com/shoestring-go/shoestring/web"
+	"github.com/shoestring-go/shoestring/worker"
+)
+
+// stopTimeouts splits SHUTDOWN_TIMEOUT (at least 3 s, as config enforces): in-flight
+// tasks get all but max(20%, 2 s) of it to finish before asynq requeues them, which
+// leaves the child time to record their state and remove its heartbeat; the parent kills
+// a child still alive 250 ms before the end, so both processes are gone within it.
+func stopTimeouts(total time.Duration) (drain, kill time.Duration) {
+	return total - max(total/5, 2*time.Second), total - 250*time.Millisecond
+}
+
+// open connects what every mode shares (the Redis client, the blob store, the job
+// records and the asynq client), publishes them to the accessors, and returns a func
+// that closes them.
+func (h *Host) open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*deps, func(), error) {
+	rdb, err := storage.OpenRedis(cfg.RedisURL, cfg.RedisTLSSkipVerify)
+	if err != nil {
+		return nil, nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if err := rdb.Ping(pctx).Err(); err != nil {
+		// Not fatal: readiness says so, and the app recovers when Redis does, rather
+		// than crash-looping on the platform.
+		logger.ErrorContext(ctx, "redis unreachable at start", "redis", config.Redacted(cfg.RedisURL), "err", err)
+	} else {
+		logger.InfoContext(ctx, "redis connected", "redis", config.Redacted(cfg.RedisURL))
+	}
+	bucket, err := storage.OpenBucket(ctx, cfg.BlobURL)
+	if err != nil {
+		rdb.Close()
+		return nil, nil, err
+	}
+	d := &deps{cfg: cfg, logger: logger, rdb: rdb, bucket: bucket,
+		jobs: storage.NewJobs(rdb, cfg.JobRetention), queue: asynq.NewClientFromRedisClient(rdb)}
+	h.deps.Store(d)
+	return d, func() {
+		h.deps.CompareAndSwap(d, nil)
+		bucket.Close()
+		rdb.Close()
+	}, nil
+}
+
+// runServe is combined mode: the HTTP tier, and one supervised child worker: this same
+// binary re-executed as "worker", so it has the same registrations.
+func (h *Host) runServe(ctx context.Context, cfg config.Config, logger *slog.Logger, getenv func(string) string, stdout, stderr io.Writer) error {
+	redisURL := cfg.RedisURL
+	if redisURL == "" {
+		emb, err := storage.StartEmbedded()
+		if err != nil {
+			return err
+		}
+		defer emb.Stop()
+		redisURL = emb.URL()
+		logger.Warn("REDIS_URL is not set: using an EMBEDDED in-memory Redis. Queued jobs and their records " +
+			"do NOT survive a restart. Set REDIS_URL for anything but trying shoestring out.")
+	}
+	cfg.RedisURL = redisURL
+
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own executable: %w", err)
+	}
+	_, kill := stopTimeouts(cfg.ShutdownTimeout)
+	env := append(os.Environ(), config.Env(getenv)...)
+	env = append(env, "REDIS_URL="+redisURL, envParentPID+"="+strconv.Itoa(os.Getpid()))
+	svLog := logger.With("component", "supervisor")
+	hostname, _ := os.Hostname()
+	sv := &worker.Supervision{
+		New: func() *worker.Supervisor {
+			id := storage.NewWorkerID(hostname, os.Getpid())
+			return &worker.Supervisor{Path: exe, Args: []string{"worker"}, Env: append(slices.Clip(env), envWorkerID+"="+id),
+				Stdout: stdout, Stderr: stderr, StopTimeout: kill, Logger: svLog, WorkerID: id}
+		},
+		Policy: cfg.WorkerExitPolicy, MaxRestarts: cfg.WorkerMaxRestarts, Window: cfg.WorkerRestartWindow,
+		StaleAfter: 3 * worker.HeartbeatTTL, RecycleGrace: cfg.ShutdownTimeout, Logger: svLog,
+	}
+	return h.runWeb(ctx, cfg, logger, sv)
+}
+
+// errRecycled ends a process recycled through /admin/recycle: a non-zero exit, so that
+// every platform (systemd's Restart=on-failure too) starts it again.
+var errRecycled = errors.New("recycled on request (POST /admin/recycle); exiting for a restart")
+
+// runWeb runs the HTTP tier; with sv, also the child worker it supervises. It returns
+// nil after a requested stop, or an error when the child died and sv gave up on it.
+func (h *Host) runWeb(ctx context.Context, cfg config.Config, logger *slog.Logger, sv *worker.Supervision) error {
+	if cfg.RedisURL == "" {
+		return &usageError{"web needs REDIS_URL: the embedded Redis lives only in combined mode (serve)"}
+	}
+	d, closeDeps, err := h.open(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer closeDeps()
+
+	beats := storage.NewHeartbeats(d.rdb)
+	inspector := asynq.NewInspectorFromRedisClient(d.rdb)
+	started := time.Now()
+	endpoints := h.newHealth(d, beats, inspector, started)
+	state := endpoints.State
+	recycle := make(chan struct{}, 1)
+	var admin *health.Admin
+	if cfg.AdminToken != "" {
+		admin = &health.Admin{State: state, Token: cfg.AdminToken, Started: started, Recycle: func() {
+			select {
+			case recycle <- struct{}{}:
+			default: // already recycling
+			}
+		}}
+	}
+	tier := &httpTier{port: cfg.Port, logger: logger, handler: web.NewServer(web.Deps{
+		Logger:       logger.With("component", "http"),
+		Jobs:         d.jobs,
+		Submitter:    web.SubmitterFunc(h.submit),
+		Inspector:    inspector,
+		Bucket:       d.bucket,
+		Health:       endpoints,
+		HealthPath:   cfg.HealthPath,
+		Admin:        admin,
+		Queues:       cfg.Queues,
+		App:          h.router,
+		MaxBodyBytes: cfg.MaxUploadBytes,
+	})}
+	// Listen first, so a taken port is an error from Run, and liveness answers before
+	// the child is even started (a PaaS kills an app that has not bound its port in 60 s).
+	if err := tier.Start(ctx); err != nil {
+		return err
+	}
+
+	var exited <-chan worker.Exit
+	if sv == nil {
+		state.Set(health.Ready)
+	} else {
+		sv.Beats, sv.InFlight = beats, storage.NewInFlight(d.rdb, d.jobs)
+		for q := range cfg.Queues {
+			sv.Queues = append(sv.Queues, q)
+		}
+		sv.OnReady = func() {
+			if state.Transition(health.Starting, health.Ready) {
+				logger.Info("ready: worker child heartbeat seen")
+			}
+		}
+		sv.OnDown = func() { state.Transition(health.Ready, health.Starting) }
+		recoverOrphans(ctx, sv.InFlight, logger)
+		if err := sv.Start(ctx); err != nil {
+			tier.Stop(time.Second)
+			return err
+		}
+		exited = sv.Done()
+	}
+
+	recycled := false
+	select {
+	case err := <-tier.serveErr:
+		if sv != nil {
+			sv.Stop()
+		}
+		return fmt.Errorf("http server: %w", err)
+	case ex := <-exited:
+		state.Set(health.Busy)
+		logger.Error("worker child is gone; exiting so the platform restarts the deployable",
+			"child_pid", ex.PID, "exit_code", ex.Code, "signal", ex.Signal)
+		tier.Stop(time.Second)
+		return fmt.Errorf("worker child (pid %d) exited unexpectedly: %s", ex.PID, ex)
+	case <-recycle:
+		recycled = true
+		logger.Warn("recycle requested (POST /admin/recycle): draining, then exiting for the platform to restart")
+	case <-ctx.Done():
+	}
+
+	// A requested stop: readiness turns 503 before anything else stops.
+	state.Set(health.Draining)
+	logger.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	done := make(chan worker.Exit, 1)
+	if sv != nil {
+		go func() { done <- sv.Stop() }()
+	} else {
+		done <- worker.Exit{}
+	}
+	drain, _ := stopTimeouts(cfg.ShutdownTimeout)
+	tier.Stop(drain)
+	ex := <-done
+	if sv != nil && !ex.Success() {
+		return fmt.Errorf("worker child did not stop cleanly: %s", ex)
+	}
+	logger.Info("stopped")
+	if recycled {
+		return errRecycled
+	}
+	return nil
+}
+
+// httpTier is the HTTP server on $PORT: Start listens and serves; Stop drains.
+type httpTier struct {
+	port    int
+	handler http.Handler
+	logger  *slog.Logger
+
+	srv      *http.Server
+	serveErr chan error // receives Serve's error if it stops on its own
+}
+
+// Start binds the port (a taken port is an error here) and serves in the background.
+func (t *httpTier) Start(ctx context.Context) error {
+	ln, err := net.Listen("tcp", ":"+strconv.Itoa(t.port))
+	if err != nil {
+		return fmt.Errorf("listen on port %d: %w", t.port, err)
+	}
+	t.srv = &http.Server{Handler: t.handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	t.serveErr = make(chan error, 1)
+	go func() {
+		if err := t.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			t.serveErr <- err
+		}
+	}()
+	t.logger.InfoContext(ctx, "http listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// Stop stops accepting connections and gives requests in flight up to d to finish,
+// then closes what is left. Safe if never started.
+func (t *httpTier) Stop(d time.Duration) {
+	if t.srv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	if err := t.srv.Shutdown(ctx); err != nil {
+		t.logger.Warn("http drain cut short", "err", err)
+		t.srv.Close()
+	}
+}
+
+// recoverOrphans requeues the tasks of workers that died without a supervisor to do it
+// (the whole deployable was killed): those with an in-flight index and no heartbeat.
+func recoverOrphans(ctx context.Context, inflight *storage.InFlight, logger *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	orphans, err := inflight.Orphans(ctx)
+	if err != nil {
+		logger.Warn("look for tasks of dead workers", "err", err)
+		return
+	}
+	for _, id := range orphans {
+		rec, err := inflight.Recover(ctx, id, "worker "+id+" died (no heartbeat)")
+		if err != nil {
+			logger.Warn("requeue tasks of dead worker", "worker_id", id, "err", err)
+			continue
+		}
+		logger.Warn("requeued the tasks of a dead worker", "worker_id", id, "tasks", len(rec))
+	}
+}
+
+// newHealth registers the built-in checks, then the app's, and returns the health
+// endpoints with the instance starting. An app check named like a built-in panics.
+func (h *Host) newHealth(d *deps, beats *storage.Heartbeats, inspector *asynq.Inspector, started time.Time) *health.Endpoints {
+	cfg := d.cfg
+	backlog := backlogFunc(inspector, cfg.Queues)
+	reg := health.NewRegistry(health.Options{Timeout: cfg.HealthTimeout, Cache: cfg.HealthCache,
+		FailureThreshold: cfg.HealthFailureThreshold, Logger: d.logger.With("component", "health")})
+	reg.Register(health.Check{Name: "self", Checker: health.SelfCheck(started), Measurement: "uptime", ComponentType: "system"})
+	reg.Register(health.Check{Name: "redis", Tags: []string{health.TagReady}, Measurement: "responseTime", ComponentType: "datastore",
+		Checker: health.PingCheck(func(ctx context.Context) error { return d.rdb.Ping(ctx).Err() })})
+	reg.Register(health.Check{Name: "storage", Measurement: "reachable", ComponentType: "datastore",
+		Checker: health.StorageCheck(d.bucket.IsAccessible)})
+	reg.Register(health.Check{Name: "worker", Measurement: "heartbeat",
+		Checker: health.WorkerCheck(beats, worker.HeartbeatTTL, backlog, cfg.WorkerStaleAfter)})
+	reg.Register(health.Check{Name: "queue", Measurement: "latency",
+		Checker: health.QueueCheck(backlog, cfg.QueueLatencyWarn, cfg.QueueLatencyFail)})
+	builtin := reg.Names()
+	for _, c := range h.checks {
+		if slices.Contains(builtin, c.Name) {
+			panic(fmt.Sprintf("host: health check %q has the name of a built-in check", c.Name))
+		}
+		reg.Register(c)
+	}
+	return &health.Endpoints{Registry: reg, State: &health.State{}, Details: cfg.HealthDetails, APIKey: cfg.HealthAPIKey,
+		CacheMaxAge: cfg.HealthCache, CORSOrigins: cfg.HealthCORSOrigins, Logger: d.logger}
+}
+
+// backlogFunc reads the pending tasks of the configured queues through asynq.
+func backlogFunc(ins *asynq.Inspector, queues map[string]int) health.BacklogFunc {
+	return func(ctx context.Context) (health.Backlog, error) {
+		known, err := ins.Queues()
+		if err != nil {
+			return health.Backlog{}, err
+		}
+		bl := health.Backlog{Queues: make(map[string]health.QueueBacklog, len(queues))}
+		for name := range queues {
+			if !slices.Contains(known, name) {
+				bl.Queues[name] = health.QueueBacklog{}
+				continue
+			}
+			qi, err := ins.GetQueueInfo(name)
+			if err != nil {
+				return health.Backlog{}, fmt.Errorf("queue %s: %w", name, err)
+			}
+			bl.Queues[name] = health.QueueBacklog{Pending: int64(qi.Pending), Oldest: qi.Latency}
+			bl.Pending += int64(qi.Pending)
+			bl.Oldest = max(bl.Oldest, qi.Latency)
+		}
+		return bl, nil
+	}
+}
+
+// runWorker is the worker alone: the combined-mode child, or a worker process of a
+// split deployment. It serves every registered kind.
+func (h *Host) runWorker(ctx context.Context, cfg config.Config, logger *slog.Logger, getenv func(string) string) error {
+	if cfg.RedisURL == "" {
+		return &usageError{"worker needs REDIS_URL: the embedded Redis lives only in combined mode (serve)"}
+	}
+	d, closeDeps, err := h.open(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer closeDeps()
+	drain, _ := stopTimeouts(cfg.ShutdownTimeout)
+	recycle := make(chan string, 1)
+	w := worker.New(worker.Config{
+		Concurrency: cfg.WorkerConcurrency, Queues: cfg.Queues, ShutdownTimeout: drain,
+		Retention: cfg.JobRetention, LogLevel: cfg.LogLevel,
+		ID: getenv(envWorkerID),
+		Watchdog: worker.WatchdogConfig{
+			HangGrace: cfg.HangGrace, DegradedRatio: cfg.DegradedRatio, DegradedFor: cfg.DegradedFor,
+			Window: cfg.ThroughputWindow, MaxRSS: cfg.WorkerMaxRSS,
+			OnRecycle: func(reason string) {
+				select {
+				case recycle <- reason:
+				default: // already recycling
+				}
+			},
+		},
+	}, d.rdb, logger)
+	for name, k := range h.kinds {
+		w.Handle(name, k.handler)
+	}
+	ppid, err := strconv.Atoi(getenv(envParentPID))
+	if err != nil {
+		// A worker of a split deployment: nobody else requeues what dead workers held.
+		recoverOrphans(ctx, storage.NewInFlight(d.rdb, d.jobs), logger)
+	}
+	if err := w.Start(ctx); err != nil {
+		return err
+	}
+	defer w.Stop()
+
+	parentGone := make(chan struct{})
+	if ppid > 0 {
+		wctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go worker.WatchParent(wctx, ppid, 250*time.Millisecond, func() { close(parentGone) })
+	}
+	select {
+	case <-ctx.Done():
+		logger.Info("stopping: signal received")
+		return nil
+	case reason := <-recycle:
+		logger.Error("stopping for a recycle: in-flight tasks finish or go back to their queue", "reason", reason)
+		return fmt.Errorf("worker recycled by its watchdog: %s", reason)
+	case <-parentGone:
+		logger.Error("parent process is gone; stopping")
+		return errors.New("parent process exited")
+	}
+}

@@ -1,0 +1,197 @@
+package host
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/shoestring-go/shoestring/storage"
+	"github.com/shoestring-go/shoestring/worker/task"
+)
+
+// ErrNotRunning is returned by Enqueue before Run has connected to Redis.
+var ErrNotRunning = errors.New("host is not running: Enqueue works once Run has started")
+
+// enqueueTimeout bounds the Redis work of accepting a job, so an outage answers
+// promptly with task.ErrUnavailable instead of hanging the caller.
+const enqueueTimeout = 5 * time.Second
+
+// Bounds of the job options.
+const (
+	maxProcessIn = 365 * 24 * time.Hour
+	maxTimeout   = 24 * time.Hour
+	maxRetry     = 100
+	maxUniqueFor = 30 * 24 * time.Hour
+)
+
+var jobIDRe = regexp.MustCompile(`^[A-Za-z0-9:@._-]{1,128}$`)
+
+// Enqueue validates args (A's Validate, then the kind's BeforeEnqueue), records the
+// job and puts its task on a queue, returning the job id: random, or JobID's. opts
+// override the kind's defaults. It is safe for concurrent use once Run has started.
+//
+// Errors: ErrNotRunning; task.ErrUnknownType for a kind not registered; an
+// *InvalidError naming the bad field; task.ErrUnknownQueue; task.ErrDuplicate when the
+// id is taken or UniqueFor refuses it; task.ErrUnavailable when Redis does not answer
+// within 5 s. A refused job leaves nothing behind.
+func (h *Host) Enqueue(ctx context.Context, args Args, opts ...EnqueueOption) (string, error) {
+	if args == nil {
+		return "", fmt.Errorf("%w: nil Args", task.ErrUnknownType)
+	}
+	payload, err := json.Marshal(args)
+	if err != nil {
+		return "", &task.InvalidError{Field: "payload", Msg: "does not encode as JSON: " + err.Error()}
+	}
+	var o options
+	for _, opt := range opts {
+		opt.applyEnqueue(&o)
+	}
+	req := task.Request{ID: o.id, Kind: args.Kind(), Payload: payload, Queue: o.queue,
+		ProcessIn: o.processIn, Timeout: o.timeout, MaxRetry: o.maxRetry, UniqueFor: o.uniqueFor}
+	job, err := h.submit(ctx, req)
+	if err != nil {
+		return "", err
+	}
+	return job.ID, nil
+}
+
+// submit validates and enqueues one job: the path POST /api/v1/jobs and Enqueue share.
+// It returns the new job's record. Errors are Enqueue's.
+func (h *Host) submit(ctx context.Context, r task.Request) (storage.Job, error) {
+	d := h.deps.Load()
+	if d == nil {
+		return storage.Job{}, ErrNotRunning
+	}
+	k, ok := h.kinds[r.Kind]
+	if !ok {
+		return storage.Job{}, fmt.Errorf("%w %q (registered: %s)", task.ErrUnknownType, r.Kind, strings.Join(h.kindNames(), ", "))
+	}
+	payload, args, err := k.prepare(r.Payload)
+	if err != nil {
+		return storage.Job{}, err
+	}
+	queue, aopts, err := jobOptions(r, k.defaults, d.cfg.Queues)
+	if err != nil {
+		return storage.Job{}, err
+	}
+	id := r.ID
+	if id == "" {
+		id = storage.NewJobID()
+	} else if !jobIDRe.MatchString(id) {
+		return storage.Job{}, &task.InvalidError{Field: "id", Msg: "must be 1-128 letters, digits or \":@._-\""}
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, enqueueTimeout)
+	defer cancel()
+	if k.before != nil {
+		if err := k.before(ctx, args); err != nil {
+			var ie *task.InvalidError
+			if errors.As(err, &ie) {
+				return storage.Job{}, err
+			}
+			return storage.Job{}, fmt.Errorf("%w: check %s: %v", task.ErrUnavailable, r.Kind, err)
+		}
+	}
+	state := storage.StatePending
+	if r.ProcessIn > 0 {
+		state = storage.StateScheduled
+	}
+	job := storage.Job{ID: id, Type: r.Kind, Queue: queue, State: state, CreatedAt: time.Now()}
+	if err := d.jobs.Create(ctx, job); errors.Is(err, storage.ErrExists) {
+		return storage.Job{}, fmt.Errorf("%w: job %s exists", task.ErrDuplicate, id)
+	} else if err != nil {
+		return storage.Job{}, fmt.Errorf("%w: %v", task.ErrUnavailable, err)
+	}
+	aopts = append(aopts, asynq.TaskID(id), asynq.Queue(queue))
+	if _, err := d.queue.EnqueueContext(ctx, asynq.NewTask(r.Kind, payload), aopts...); err != nil {
+		// A fresh context: the caller's may be what expired.
+		uctx, ucancel := context.WithTimeout(context.WithoutCancel(ctx), enqueueTimeout)
+		defer ucancel()
+		if derr := d.jobs.Delete(uctx, id); derr != nil {
+			d.logger.WarnContext(ctx, "undo job record", "job_id", id, "err", derr)
+		}
+		if errors.Is(err, asynq.ErrDuplicateTask) || errors.Is(err, asynq.ErrTaskIDConflict) {
+			return storage.Job{}, fmt.Errorf("%w (unique_for or job id)", task.ErrDuplicate)
+		}
+		return storage.Job{}, fmt.Errorf("%w: enqueue %s: %v", task.ErrUnavailable, r.Kind, err)
+	}
+	d.logger.InfoContext(ctx, "job enqueued", "job_id", id, "task_type", r.Kind, "queue", queue)
+	return job, nil
+}
+
+// jobOptions merges r over the kind's defaults, checks each against its bounds and
+// the served queues, and returns the queue and asynq's options.
+func jobOptions(r task.Request, def options, queues map[string]int) (string, []asynq.Option, error) {
+	bad := func(field, msg string) error { return &task.InvalidError{Field: field, Msg: msg} }
+	queue := cmp.Or(r.Queue, def.queue, defaultQueue(queues))
+	if _, ok := queues[queue]; !ok {
+		names := make([]string, 0, len(queues))
+		for n := range queues {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		return "", nil, fmt.Errorf("%w: %q (QUEUES: %s)", task.ErrUnknownQueue, queue, strings.Join(names, ", "))
+	}
+	var opts []asynq.Option
+	if r.ProcessIn < 0 || r.ProcessIn > maxProcessIn {
+		return "", nil, bad("process_in", fmt.Sprintf("must be between 0 and %v", maxProcessIn))
+	}
+	if r.ProcessIn > 0 {
+		opts = append(opts, asynq.ProcessIn(r.ProcessIn))
+	}
+	maxR := r.MaxRetry
+	if maxR == nil {
+		maxR = def.maxRetry
+	}
+	if maxR != nil {
+		if *maxR < 0 || *maxR > maxRetry {
+			return "", nil, bad("max_retry", fmt.Sprintf("must be between 0 and %d", maxRetry))
+		}
+		opts = append(opts, asynq.MaxRetry(*maxR))
+	}
+	if t := cmp.Or(r.Timeout, def.timeout); t != 0 {
+		if t < time.Second || t > maxTimeout {
+			return "", nil, bad("timeout", fmt.Sprintf("must be between 1s and %v", maxTimeout))
+		}
+		opts = append(opts, asynq.Timeout(t))
+	}
+	if u := r.UniqueFor; u != 0 {
+		if u < time.Second || u > maxUniqueFor {
+			return "", nil, bad("unique_for", fmt.Sprintf("must be between 1s and %v", maxUniqueFor))
+		}
+		opts = append(opts, asynq.Unique(u))
+	}
+	return queue, opts, nil
+}
+
+// defaultQueue is "default" when configured, else the heaviest queue.
+func defaultQueue(queues map[string]int) string {
+	if _, ok := queues["default"]; ok {
+		return "default"
+	}
+	best, bestW := "", 0
+	for name, w := range queues {
+		if w > bestW || (w == bestW && name < best) {
+			best, bestW = name, w
+		}
+	}
+	return best
+}
+
+// kindNames returns the registered kinds, sorted.
+func (h *Host) kindNames() []string {
+	names := make([]string, 0, len(h.kinds))
+	for n := range h.kinds {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
