@@ -61,11 +61,17 @@ type instance struct {
 	exitCode int           // valid after done
 }
 
-// startInstance starts the binary with args and env (plus PORT=0 and LOG_FORMAT=json)
-// and waits until it logs its address and, for serve, its child's pid.
+// startInstance starts the shoestring binary with args and env (plus PORT=0 and
+// LOG_FORMAT=json) and waits until it logs its address and, for serve, its child's pid.
 func startInstance(tb testing.TB, env map[string]string, args ...string) *instance {
 	tb.Helper()
-	cmd := exec.Command(binPath, args...)
+	return startBinary(tb, binPath, env, args...)
+}
+
+// startBinary is startInstance for any app built on host, at bin.
+func startBinary(tb testing.TB, bin string, env map[string]string, args ...string) *instance {
+	tb.Helper()
+	cmd := exec.Command(bin, args...)
 	cmd.Dir = tb.TempDir()
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "PORT=0", "LOG_FORMAT=json"}
 	for k, v := range env {

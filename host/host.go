@@ -15,9 +15,14 @@
 //	}
 //
 // Register, Router and Check are for main, before Main or Run: they are not safe for
-// concurrent use, and registering after Run has started panics. Enqueue and the
+// concurrent use, and registering after Run has started panics. Enqueue, Job and the
 // accessors (Config, Logger, Redis, Bucket) are safe for concurrent use once Run has
 // opened its dependencies, which it does before any route, task or check runs.
+//
+// Errors that refuse work are those of package worker/task (ErrUnknownType,
+// ErrUnknownQueue, ErrDuplicate, ErrUnavailable) and *InvalidError; web.WriteError
+// turns each into its status code, so an app's routes answer as the host's do.
+// Package host/hosttest runs an app's web tier and worker inside a test.
 package host
 
 import (

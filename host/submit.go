@@ -127,6 +127,19 @@ func (h *Host) submit(ctx context.Context, r task.Request) (storage.Job, error) 
 	return job, nil
 }
 
+// Job returns the record of job id: its kind, queue, state (pending, scheduled,
+// active, retry, completed or failed), attempts, progress, result and error, as
+// GET /api/v1/jobs/{id} reports it. Records are kept JOB_RETENTION after their last
+// change. Errors: ErrNotRunning, storage.ErrNotFound, or Redis's. Safe for concurrent
+// use.
+func (h *Host) Job(ctx context.Context, id string) (storage.Job, error) {
+	d := h.deps.Load()
+	if d == nil {
+		return storage.Job{}, ErrNotRunning
+	}
+	return d.jobs.Get(ctx, id)
+}
+
 // jobOptions merges r over the kind's defaults, checks each against its bounds and
 // the served queues, and returns the queue and asynq's options.
 func jobOptions(r task.Request, def options, queues map[string]int) (string, []asynq.Option, error) {

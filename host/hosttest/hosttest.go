@@ -1,8 +1,8 @@
-// Package hosttest runs an app built on host inside a test: its web tier and its
-// worker, each a Host built by the same function, in this process, on a Redis the
-// caller provides (storagetest.StartRedis starts one), with real HTTP on 127.0.0.1.
-// It is the split deployment in miniature; the combined mode's child process needs
-// the built binary instead.
+// Package hosttest runs an app built on host inside a test or an example: its web
+// tier and its worker, each a Host built by the same function, in this process, on a
+// Redis the caller provides (storagetest.StartRedis starts one), with real HTTP on
+// 127.0.0.1. It is the split deployment in miniature; the combined mode's child
+// process needs the built binary instead.
 package hosttest
 
 import (
@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -29,27 +30,50 @@ type App struct {
 
 	mu  sync.Mutex
 	out strings.Builder // both processes' logs
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
-// Options adjust Start.
+// Options adjust Start and Run.
 type Options struct {
 	// WebOnly starts no worker: enqueued jobs stay pending.
 	WebOnly bool
 }
 
-// Start builds two Hosts with build (it registers the app's kinds, routes and checks,
-// as main does), runs one as "web" and one as "worker" with env (REDIS_URL is
-// required; PORT, LOG_FORMAT and BLOB_URL are set for them unless given), and returns
-// once the web tier is ready. Both stop at test cleanup; their logs are printed if the
-// test failed. Start fails the test if either exits early.
+// Start is Run for a test: it fails the test when the app does not start, stops the
+// app at test cleanup, and prints its logs then if the test failed. env must set
+// REDIS_URL; BLOB_URL defaults to a fresh test directory.
 func Start(tb testing.TB, build func(h *host.Host), env map[string]string, opts ...Options) *App {
 	tb.Helper()
+	vars := map[string]string{"BLOB_URL": "file://" + tb.TempDir()}
+	for k, v := range env {
+		vars[k] = v
+	}
+	a, err := Run(build, vars, opts...)
+	if err != nil {
+		tb.Fatalf("hosttest: %v", err)
+	}
+	tb.Cleanup(func() {
+		a.Stop()
+		if tb.Failed() {
+			tb.Logf("app output:\n%s", a.Output())
+		}
+	})
+	return a
+}
+
+// Run builds two Hosts with build (it registers the app's kinds, routes and checks, as
+// main does), runs one as "web" and one as "worker" with env (REDIS_URL is required;
+// PORT=0, LOG_FORMAT=json, BLOB_URL=mem:// and SHUTDOWN_TIMEOUT=3s unless given), and
+// returns once the web tier answers /health/ready with 200, within 15 s. Stop it with
+// Stop. Errors: an early exit of either Host (with its logs), or the 15 s deadline.
+func Run(build func(h *host.Host), env map[string]string, opts ...Options) (*App, error) {
 	var o Options
 	if len(opts) > 0 {
 		o = opts[0]
 	}
-	vars := map[string]string{"PORT": "0", "LOG_FORMAT": "json", "BLOB_URL": "file://" + tb.TempDir(),
-		"SHUTDOWN_TIMEOUT": "3s"}
+	vars := map[string]string{"PORT": "0", "LOG_FORMAT": "json", "BLOB_URL": "mem://", "SHUTDOWN_TIMEOUT": "3s"}
 	for k, v := range env {
 		vars[k] = v
 	}
@@ -57,13 +81,13 @@ func Start(tb testing.TB, build func(h *host.Host), env map[string]string, opts 
 	a := &App{Web: host.New()}
 	build(a.Web)
 	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
+	a.cancel = cancel
 	addr := make(chan string, 1)
 	exited := make(chan error, 2)
 	run := func(h *host.Host, mode string, w io.Writer) {
-		wg.Add(1)
+		a.wg.Add(1)
 		go func() {
-			defer wg.Done()
+			defer a.wg.Done()
 			err := h.Run(ctx, []string{"app", mode}, getenv, w, w)
 			if ctx.Err() == nil {
 				exited <- errors.Join(errors.New(mode+" exited early"), err)
@@ -76,20 +100,17 @@ func Start(tb testing.TB, build func(h *host.Host), env map[string]string, opts 
 		build(a.Worker)
 		run(a.Worker, "worker", &addrWriter{a: a})
 	}
-	tb.Cleanup(func() {
-		cancel()
-		wg.Wait()
-		if tb.Failed() {
-			tb.Logf("app output:\n%s", a.Output())
-		}
-	})
+	fail := func(err error) (*App, error) {
+		a.Stop()
+		return nil, fmt.Errorf("%w\n%s", err, a.Output())
+	}
 	select {
 	case base := <-addr:
 		a.URL = base
 	case err := <-exited:
-		tb.Fatalf("hosttest: %v\n%s", err, a.Output())
+		return fail(err)
 	case <-time.After(15 * time.Second):
-		tb.Fatalf("hosttest: web tier not listening after 15 s\n%s", a.Output())
+		return fail(errors.New("web tier not listening after 15 s"))
 	}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -97,14 +118,25 @@ func Start(tb testing.TB, build func(h *host.Host), env map[string]string, opts 
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return a
+				return a, nil
 			}
 		}
+		select {
+		case err := <-exited:
+			return fail(err)
+		default:
+		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("hosttest: /health/ready not 200 after 15 s\n%s", a.Output())
+			return fail(errors.New("/health/ready not 200 after 15 s"))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// Stop stops both Hosts, as SIGTERM would, and waits for them. Safe to call twice.
+func (a *App) Stop() {
+	a.cancel()
+	a.wg.Wait()
 }
 
 // Output returns what both Hosts have logged so far.

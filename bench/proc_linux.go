@@ -1,0 +1,119 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// setProcAttr puts cmd in a process group of its own, so a Ctrl-C meant for the bench
+// does not reach it (the bench stops it itself, in order), and has the kernel kill it
+// if the bench dies without cleaning up (a panic in another goroutine, a SIGKILL).
+func setProcAttr(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}
+
+// newSpawner returns a func that starts commands from one goroutine locked, for the
+// life of the program, to an OS thread of its own. Pdeathsig fires when the forking
+// thread exits, not the process (golang/go#27505); this thread exits only with the
+// process. The goroutine is never stopped, by design.
+func newSpawner() func(*exec.Cmd) error {
+	type req struct {
+		cmd  *exec.Cmd
+		errc chan error
+	}
+	reqs := make(chan req)
+	go func() {
+		runtime.LockOSThread() // never unlocked: see above
+		for r := range reqs {
+			r.errc <- r.cmd.Start()
+		}
+	}()
+	return func(cmd *exec.Cmd) error {
+		errc := make(chan error, 1)
+		reqs <- req{cmd: cmd, errc: errc}
+		return <-errc
+	}
+}
+
+// killGroup sends SIGKILL to the process group led by pid. Call it only while the
+// process is not yet reaped, so the group id cannot have been reused.
+func killGroup(pid int) error {
+	if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("SIGKILL process group %d: %w", pid, err)
+	}
+	return nil
+}
+
+// rssBytes returns the resident set size of pid (VmRSS in /proc/<pid>/status).
+func rssBytes(pid int) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("read RSS of pid %d: %w", pid, err)
+	}
+	for line := range strings.Lines(string(data)) {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("parse VmRSS of pid %d: %q: %w", pid, v, err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
+}
+
+// childPIDs returns the pids of pid's children (/proc/<pid>/task/*/children).
+func childPIDs(pid int) ([]int, error) {
+	files, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	if err != nil {
+		return nil, fmt.Errorf("list children of pid %d: %w", pid, err)
+	}
+	var pids []int
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue // the thread exited meanwhile
+		}
+		for field := range strings.FieldsSeq(string(data)) {
+			if n, err := strconv.Atoi(field); err == nil {
+				pids = append(pids, n)
+			}
+		}
+	}
+	return pids, nil
+}
+
+// cmdline returns the command line of pid, its arguments joined by spaces.
+func cmdline(pid int) string {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(bytes.ReplaceAll(data, []byte{0}, []byte{' '})))
+}
+
+// cpuModel returns the "model name" of the first CPU in /proc/cpuinfo.
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown CPU"
+}

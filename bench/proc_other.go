@@ -1,0 +1,38 @@
+//go:build !linux
+
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+)
+
+// The bench reads /proc and relies on Pdeathsig: on other systems it runs, but the
+// processes it starts may outlive a crash and the RSS figures are missing.
+
+func setProcAttr(*exec.Cmd) {}
+
+func newSpawner() func(*exec.Cmd) error { return (*exec.Cmd).Start }
+
+func killGroup(pid int) error {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return err
+	}
+	return p.Kill()
+}
+
+func rssBytes(pid int) (int64, error) {
+	return 0, fmt.Errorf("RSS of pid %d: %w on %s", pid, errors.ErrUnsupported, runtime.GOOS)
+}
+
+func childPIDs(pid int) ([]int, error) {
+	return nil, fmt.Errorf("children of pid %d: %w on %s", pid, errors.ErrUnsupported, runtime.GOOS)
+}
+
+func cmdline(int) string { return "" }
+
+func cpuModel() string { return "unknown CPU (" + runtime.GOOS + ")" }
