@@ -123,6 +123,10 @@ func startBinary(tb testing.TB, bin string, env map[string]string, args ...strin
 			tb.Logf("shoestring output:\n%s", in.output())
 		}
 	})
+	if len(args) > 0 && args[0] == "worker" { // serves no HTTP
+		in.waitLog("worker started", "worker_id")
+		return in
+	}
 	addr := in.waitLog("http listening", "addr")
 	_, port, _ := strings.Cut(addr.(string), "]:")
 	in.base = "http://127.0.0.1:" + port

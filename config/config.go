@@ -4,6 +4,7 @@
 package config
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -88,6 +89,33 @@ type Config struct {
 	ThroughputWindow time.Duration
 	// WorkerMaxRSS, in bytes, recycles the worker between tasks; 0 turns it off.
 	WorkerMaxRSS int64
+	// Schedules are the periodic jobs of SCHEDULE, checked for shape here; their cron
+	// specs, types and payloads are checked by the host, which knows the task kinds.
+	Schedules []ScheduleEntry
+	// ScheduleGrace is how long after its time a tick may have no started job before
+	// the schedule check turns Degraded.
+	ScheduleGrace time.Duration
+}
+
+// ScheduleEntry is one periodic job of SCHEDULE: {"name","cron","type","payload",
+// "queue","skip_if_running","catch_up"}.
+type ScheduleEntry struct {
+	// Name identifies the schedule in job ids (<name>@<tick unix seconds>); it
+	// defaults to Type.
+	Name string `json:"name"`
+	// Cron is a 5-field cron spec, a descriptor such as @hourly, or @every <duration>,
+	// with an optional CRON_TZ= or TZ= prefix.
+	Cron    string          `json:"cron"`
+	Type    string          `json:"type"`
+	Payload json.RawMessage `json:"payload"`
+	// Queue overrides the task kind's default queue.
+	Queue string `json:"queue"`
+	// SkipIfRunning skips a tick while the previous tick's job is still pending or
+	// running; by default the tick runs anyway.
+	SkipIfRunning bool `json:"skip_if_running"`
+	// CatchUp enqueues, at start, the latest tick no instance was up for, if it is
+	// younger than one period; nil means true.
+	CatchUp *bool `json:"catch_up"`
 }
 
 // Worker exit policies.
@@ -241,6 +269,13 @@ var settings = []Setting{
 				return nil
 			}
 			c.WorkerMaxRSS, err = parseBytes(v)
+			return err
+		}},
+	{Name: "SCHEDULE", Default: "", Description: "Periodic jobs, a JSON array of `{\"name\",\"cron\",\"type\",\"payload\",\"queue\",\"skip_if_running\",\"catch_up\"}`; `cron` is 5-field cron, `@hourly`-style, or `@every 15m`, with an optional `CRON_TZ=`/`TZ=` prefix (UTC without one). See Periodic work.",
+		set: func(c *Config, v string) (err error) { c.Schedules, err = parseSchedules(v); return err }},
+	{Name: "SCHEDULE_GRACE", Default: "1m", Description: "How long after its time a tick may have no started job before the `schedule` check turns Degraded.",
+		set: func(c *Config, v string) (err error) {
+			c.ScheduleGrace, err = parseDurationRange(v, time.Second, 24*time.Hour)
 			return err
 		}},
 	{Name: "JOB_RETENTION", Default: "168h", Description: "How long a job's record stays readable at `/api/v1/jobs/{id}`.",
@@ -499,6 +534,66 @@ func checkRedisURL(v string) error {
 		return fmt.Errorf("scheme %q is not one of redis, rediss, unix", u.Scheme)
 	}
 	return nil
+}
+
+// maxSchedules bounds SCHEDULE's entries.
+const maxSchedules = 100
+
+var scheduleNameRe = regexp.MustCompile(`^[A-Za-z0-9:._-]{1,100}$`)
+
+// parseSchedules decodes SCHEDULE strictly: a JSON array of entries, each with cron and
+// type, unique names of letters, digits and ":._-".
+func parseSchedules(v string) ([]ScheduleEntry, error) {
+	if v == "" {
+		return nil, nil
+	}
+	dec := json.NewDecoder(strings.NewReader(v))
+	dec.DisallowUnknownFields()
+	var entries []ScheduleEntry
+	if err := dec.Decode(&entries); err != nil {
+		return nil, fmt.Errorf("must be a JSON array of {\"name\",\"cron\",\"type\",\"payload\",\"queue\"}: %s", jsonProblem(err))
+	}
+	if dec.More() {
+		return nil, errors.New("trailing data after the JSON array")
+	}
+	if len(entries) > maxSchedules {
+		return nil, fmt.Errorf("at most %d schedules", maxSchedules)
+	}
+	var problems []string
+	seen := make(map[string]bool)
+	for i := range entries {
+		e := &entries[i]
+		if e.Name == "" {
+			e.Name = e.Type
+		}
+		switch {
+		case e.Type == "":
+			problems = append(problems, fmt.Sprintf("entry %d: type is required", i))
+		case e.Cron == "":
+			problems = append(problems, fmt.Sprintf("%s: cron is required", e.Name))
+		case !scheduleNameRe.MatchString(e.Name):
+			problems = append(problems, fmt.Sprintf("entry %d: name %q must be 1-100 letters, digits or \":._-\"", i, e.Name))
+		case seen[e.Name]:
+			problems = append(problems, fmt.Sprintf("%s: name used twice (give each entry its own name)", e.Name))
+		}
+		seen[e.Name] = true
+	}
+	if len(problems) > 0 {
+		return nil, errors.New(strings.Join(problems, "; "))
+	}
+	return entries, nil
+}
+
+// jsonProblem is encoding/json's message without the Go type names it mentions.
+func jsonProblem(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		if te.Field != "" {
+			return fmt.Sprintf("%s has the wrong type", te.Field)
+		}
+		return "wrong JSON type"
+	}
+	return strings.TrimPrefix(err.Error(), "json: ")
 }
 
 func checkBlobURL(v string) error {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"log/slog"
@@ -33,6 +34,7 @@ func TestDefaults(t *testing.T) {
 		WorkerStaleAfter: 5 * time.Minute, QueueLatencyWarn: time.Minute, QueueLatencyFail: 5 * time.Minute,
 		WorkerExitPolicy: PolicyExit, WorkerMaxRestarts: 5, WorkerRestartWindow: 5 * time.Minute,
 		HangGrace: 30 * time.Second, DegradedRatio: 0.1, DegradedFor: 5 * time.Minute, ThroughputWindow: time.Minute,
+		ScheduleGrace: time.Minute,
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
@@ -52,7 +54,9 @@ func TestValues(t *testing.T) {
 		"QUEUE_LATENCY_WARN": "10s", "QUEUE_LATENCY_FAIL": "20s", "ADMIN_TOKEN": "t0k",
 		"WORKER_EXIT_POLICY": "restart", "WORKER_MAX_RESTARTS": "20", "WORKER_RESTART_WINDOW": "1m",
 		"HANG_GRACE": "2s", "DEGRADED_RATIO": "0.25", "DEGRADED_FOR": "10s", "THROUGHPUT_WINDOW": "1s",
-		"WORKER_MAX_RSS": "256MiB",
+		"WORKER_MAX_RSS": "256MiB", "SCHEDULE_GRACE": "5s",
+		"SCHEDULE": `[{"name":"refresh","cron":"*/15 * * * *","type":"feeds:refresh","payload":{"all":true},"queue":"low"},
+			{"cron":"@every 1s","type":"echo","skip_if_running":true,"catch_up":false}]`,
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -68,10 +72,34 @@ func TestValues(t *testing.T) {
 		WorkerStaleAfter:  90 * time.Second, QueueLatencyWarn: 10 * time.Second, QueueLatencyFail: 20 * time.Second,
 		AdminToken: "t0k", WorkerExitPolicy: PolicyRestart, WorkerMaxRestarts: 20, WorkerRestartWindow: time.Minute,
 		HangGrace: 2 * time.Second, DegradedRatio: 0.25, DegradedFor: 10 * time.Second, ThroughputWindow: time.Second,
-		WorkerMaxRSS: 256 << 20,
+		WorkerMaxRSS: 256 << 20, ScheduleGrace: 5 * time.Second,
+		Schedules: []ScheduleEntry{
+			{Name: "refresh", Cron: "*/15 * * * *", Type: "feeds:refresh", Payload: json.RawMessage(`{"all":true}`), Queue: "low"},
+			{Name: "echo", Cron: "@every 1s", Type: "echo", SkipIfRunning: true, CatchUp: new(false)},
+		},
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+// TestBadSchedules: SCHEDULE's shape problems are listed, each naming its entry.
+func TestBadSchedules(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ value, want string }{
+		{`{"cron":"@hourly"}`, "must be a JSON array"},
+		{`[{"cron":"@hourly","type":"echo","color":"red"}]`, `unknown field "color"`},
+		{`[{"cron":"@hourly"}]`, "entry 0: type is required"},
+		{`[{"type":"echo"}]`, "echo: cron is required"},
+		{`[{"name":"a b","cron":"@hourly","type":"echo"}]`, `name "a b" must be`},
+		{`[{"cron":"@hourly","type":"echo"},{"cron":"@daily","type":"echo"}]`, "echo: name used twice"},
+		{`[{"cron":5,"type":"echo"}]`, "cron has the wrong type"},
+	}
+	for _, tc := range tests {
+		_, err := Load(env(map[string]string{"SCHEDULE": tc.value}))
+		if err == nil || !strings.Contains(err.Error(), "SCHEDULE: ") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("SCHEDULE=%s: %v, want %q", tc.value, err, tc.want)
+		}
 	}
 }
 

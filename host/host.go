@@ -52,8 +52,9 @@ type Host struct {
 	mu     sync.Mutex
 	frozen bool
 	kinds  map[string]*kind
-	router *mux.Router
-	checks []health.Check
+	router    *mux.Router
+	checks    []health.Check
+	schedules []*scheduled
 
 	// deps is set by Run once Redis and the blob store are open; nil before.
 	deps atomic.Pointer[deps]

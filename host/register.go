@@ -137,6 +137,7 @@ type options struct {
 	processIn time.Duration
 	uniqueFor time.Duration
 	id        string
+	schedule  scheduleOptions
 }
 
 // TaskOption sets a default of a task kind, at Register.

@@ -111,6 +111,10 @@ func (h *Host) Run(ctx context.Context, args []string, getenv func(string) strin
 		return err
 	}
 	h.checkRoutes(cfg.HealthPath)
+	schedules, err := h.resolveSchedules(cfg)
+	if err != nil {
+		return err
+	}
 	proc := "web"
 	if mode == "worker" {
 		proc = "worker"
@@ -119,11 +123,11 @@ func (h *Host) Run(ctx context.Context, args []string, getenv func(string) strin
 	redis.SetLogger(storage.RedisLogger{L: logger.With("component", "go-redis")})
 	switch mode {
 	case "web":
-		return h.runWeb(ctx, cfg, logger, nil)
+		return h.runWeb(ctx, cfg, logger, schedules, nil)
 	case "worker":
-		return h.runWorker(ctx, cfg, logger, getenv)
+		return h.runWorker(ctx, cfg, logger, schedules, getenv)
 	default:
-		return h.runServe(ctx, cfg, logger, getenv, stdout, stderr)
+		return h.runServe(ctx, cfg, logger, schedules, getenv, stdout, stderr)
 	}
 }
 

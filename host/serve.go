@@ -20,6 +20,7 @@ import (
 	"github.com/shoestring-go/shoestring/storage"
 	"github.com/shoestring-go/shoestring/web"
 	"github.com/shoestring-go/shoestring/worker"
+	"github.com/shoestring-go/shoestring/worker/task"
 )
 
 // stopTimeouts splits SHUTDOWN_TIMEOUT (at least 3 s, as config enforces): in-flight
@@ -54,9 +55,10 @@ func (h *Host) open(ctx context.Context, cfg config.Config, logger *slog.Logger)
 	}
 	d := &deps{cfg: cfg, logger: logger, rdb: rdb, bucket: bucket,
 		jobs: storage.NewJobs(rdb, cfg.JobRetention), queue: asynq.NewClientFromRedisClient(rdb)}
+	// The accessors keep answering with d after it is closed: a handler still running
+	// then gets "client is closed" from Redis, never a nil client.
 	h.deps.Store(d)
 	return d, func() {
-		h.deps.CompareAndSwap(d, nil)
 		bucket.Close()
 		rdb.Close()
 	}, nil
@@ -64,7 +66,7 @@ func (h *Host) open(ctx context.Context, cfg config.Config, logger *slog.Logger)
 
 // runServe is combined mode: the HTTP tier, and one supervised child worker: this same
 // binary re-executed as "worker", so it has the same registrations.
-func (h *Host) runServe(ctx context.Context, cfg config.Config, logger *slog.Logger, getenv func(string) string, stdout, stderr io.Writer) error {
+func (h *Host) runServe(ctx context.Context, cfg config.Config, logger *slog.Logger, schedules []*scheduled, getenv func(string) string, stdout, stderr io.Writer) error {
 	redisURL := cfg.RedisURL
 	if redisURL == "" {
 		emb, err := storage.StartEmbedded()
@@ -96,7 +98,7 @@ func (h *Host) runServe(ctx context.Context, cfg config.Config, logger *slog.Log
 		Policy: cfg.WorkerExitPolicy, MaxRestarts: cfg.WorkerMaxRestarts, Window: cfg.WorkerRestartWindow,
 		StaleAfter: 3 * worker.HeartbeatTTL, RecycleGrace: cfg.ShutdownTimeout, Logger: svLog,
 	}
-	return h.runWeb(ctx, cfg, logger, sv)
+	return h.runWeb(ctx, cfg, logger, schedules, sv)
 }
 
 // errRecycled ends a process recycled through /admin/recycle: a non-zero exit, so that
@@ -105,7 +107,7 @@ var errRecycled = errors.New("recycled on request (POST /admin/recycle); exiting
 
 // runWeb runs the HTTP tier; with sv, also the child worker it supervises. It returns
 // nil after a requested stop, or an error when the child died and sv gave up on it.
-func (h *Host) runWeb(ctx context.Context, cfg config.Config, logger *slog.Logger, sv *worker.Supervision) error {
+func (h *Host) runWeb(ctx context.Context, cfg config.Config, logger *slog.Logger, schedules []*scheduled, sv *worker.Supervision) error {
 	if cfg.RedisURL == "" {
 		return &usageError{"web needs REDIS_URL: the embedded Redis lives only in combined mode (serve)"}
 	}
@@ -115,10 +117,15 @@ func (h *Host) runWeb(ctx context.Context, cfg config.Config, logger *slog.Logge
 	}
 	defer closeDeps()
 
+	tk := h.newTicker(d, schedules)
+	if err := tk.Start(ctx); err != nil {
+		return err
+	}
+	defer tk.Stop()
 	beats := storage.NewHeartbeats(d.rdb)
 	inspector := asynq.NewInspectorFromRedisClient(d.rdb)
 	started := time.Now()
-	endpoints := h.newHealth(d, beats, inspector, started)
+	endpoints := h.newHealth(d, beats, inspector, started, tk)
 	state := endpoints.State
 	recycle := make(chan struct{}, 1)
 	var admin *health.Admin
@@ -133,7 +140,8 @@ func (h *Host) runWeb(ctx context.Context, cfg config.Config, logger *slog.Logge
 	tier := &httpTier{port: cfg.Port, logger: logger, handler: web.NewServer(web.Deps{
 		Logger:       logger.With("component", "http"),
 		Jobs:         d.jobs,
-		Submitter:    web.SubmitterFunc(h.submit),
+		Submitter:    web.SubmitterFunc(func(ctx context.Context, r task.Request) (storage.Job, error) { return h.submitTo(ctx, d, r) }),
+		Schedules:    tk.scheduleViews,
 		Inspector:    inspector,
 		Bucket:       d.bucket,
 		Health:       endpoints,
@@ -275,7 +283,7 @@ func recoverOrphans(ctx context.Context, inflight *storage.InFlight, logger *slo
 
 // newHealth registers the built-in checks, then the app's, and returns the health
 // endpoints with the instance starting. An app check named like a built-in panics.
-func (h *Host) newHealth(d *deps, beats *storage.Heartbeats, inspector *asynq.Inspector, started time.Time) *health.Endpoints {
+func (h *Host) newHealth(d *deps, beats *storage.Heartbeats, inspector *asynq.Inspector, started time.Time, tk *ticker) *health.Endpoints {
 	cfg := d.cfg
 	backlog := backlogFunc(inspector, cfg.Queues)
 	reg := health.NewRegistry(health.Options{Timeout: cfg.HealthTimeout, Cache: cfg.HealthCache,
@@ -289,7 +297,10 @@ func (h *Host) newHealth(d *deps, beats *storage.Heartbeats, inspector *asynq.In
 		Checker: health.WorkerCheck(beats, worker.HeartbeatTTL, backlog, cfg.WorkerStaleAfter)})
 	reg.Register(health.Check{Name: "queue", Measurement: "latency",
 		Checker: health.QueueCheck(backlog, cfg.QueueLatencyWarn, cfg.QueueLatencyFail)})
-	builtin := reg.Names()
+	if len(tk.entries) > 0 {
+		reg.Register(health.Check{Name: "schedule", Measurement: "lateness", Checker: tk.check(cfg.ScheduleGrace)})
+	}
+	builtin := append(reg.Names(), "schedule")
 	for _, c := range h.checks {
 		if slices.Contains(builtin, c.Name) {
 			panic(fmt.Sprintf("host: health check %q has the name of a built-in check", c.Name))
@@ -327,7 +338,7 @@ func backlogFunc(ins *asynq.Inspector, queues map[string]int) health.BacklogFunc
 
 // runWorker is the worker alone: the combined-mode child, or a worker process of a
 // split deployment. It serves every registered kind.
-func (h *Host) runWorker(ctx context.Context, cfg config.Config, logger *slog.Logger, getenv func(string) string) error {
+func (h *Host) runWorker(ctx context.Context, cfg config.Config, logger *slog.Logger, schedules []*scheduled, getenv func(string) string) error {
 	if cfg.RedisURL == "" {
 		return &usageError{"worker needs REDIS_URL: the embedded Redis lives only in combined mode (serve)"}
 	}
@@ -336,6 +347,12 @@ func (h *Host) runWorker(ctx context.Context, cfg config.Config, logger *slog.Lo
 		return err
 	}
 	defer closeDeps()
+	// A deployment of only workers still ticks: every process enqueues the due ticks.
+	tk := h.newTicker(d, schedules)
+	if err := tk.Start(ctx); err != nil {
+		return err
+	}
+	defer tk.Stop()
 	drain, _ := stopTimeouts(cfg.ShutdownTimeout)
 	recycle := make(chan string, 1)
 	w := worker.New(worker.Config{

@@ -63,13 +63,18 @@ func (h *Host) Enqueue(ctx context.Context, args Args, opts ...EnqueueOption) (s
 	return job.ID, nil
 }
 
-// submit validates and enqueues one job: the path POST /api/v1/jobs and Enqueue share.
-// It returns the new job's record. Errors are Enqueue's.
+// submit validates and enqueues one job with the latest Run's dependencies.
 func (h *Host) submit(ctx context.Context, r task.Request) (storage.Job, error) {
 	d := h.deps.Load()
 	if d == nil {
 		return storage.Job{}, ErrNotRunning
 	}
+	return h.submitTo(ctx, d, r)
+}
+
+// submitTo validates and enqueues one job on d: the path POST /api/v1/jobs, Enqueue and
+// the schedules share. It returns the new job's record. Errors are Enqueue's.
+func (h *Host) submitTo(ctx context.Context, d *deps, r task.Request) (storage.Job, error) {
 	k, ok := h.kinds[r.Kind]
 	if !ok {
 		return storage.Job{}, fmt.Errorf("%w %q (registered: %s)", task.ErrUnknownType, r.Kind, strings.Join(h.kindNames(), ", "))
@@ -104,7 +109,10 @@ func (h *Host) submit(ctx context.Context, r task.Request) (storage.Job, error) 
 	if r.ProcessIn > 0 {
 		state = storage.StateScheduled
 	}
-	job := storage.Job{ID: id, Type: r.Kind, Queue: queue, State: state, CreatedAt: time.Now()}
+	job := storage.Job{ID: id, Type: r.Kind, Queue: queue, State: state, CreatedAt: time.Now(), Schedule: r.Schedule, Note: r.Note}
+	if !r.Tick.IsZero() {
+		job.Tick = &r.Tick
+	}
 	if err := d.jobs.Create(ctx, job); errors.Is(err, storage.ErrExists) {
 		return storage.Job{}, fmt.Errorf("%w: job %s exists", task.ErrDuplicate, id)
 	} else if err != nil {

@@ -53,6 +53,11 @@ type Job struct {
 	Interrupted int        `json:"interrupted"`
 	CreatedAt   time.Time  `json:"created_at"`
 	CompletedAt *time.Time `json:"completed_at"`
+	// Schedule and Tick name the schedule and the tick that enqueued a periodic job;
+	// Note says what happened at enqueue (a tick that overlapped a running one).
+	Schedule string     `json:"schedule,omitempty"`
+	Tick     *time.Time `json:"tick,omitempty"`
+	Note     string     `json:"note,omitempty"`
 }
 
 // Jobs stores job records in Redis, one hash per job at shoestring:job:{id}, with a
@@ -90,9 +95,18 @@ func NewJobID() string { return strings.ToLower(rand.Text()) }
 // round trip. It never touches an existing record: with j.ID taken it returns
 // ErrExists, so enqueueing a fixed id twice cannot reset a finished job.
 func (s *Jobs) Create(ctx context.Context, j Job) error {
-	n, err := createScript.Run(ctx, s.rdb, []string{jobKey(j.ID), recentKey},
-		j.Type, j.Queue, j.State, j.CreatedAt.UTC().Format(time.RFC3339Nano), int64(s.retention/time.Second),
-		j.CreatedAt.UnixMilli(), j.ID, recentMax).Int()
+	args := []any{j.Type, j.Queue, j.State, j.CreatedAt.UTC().Format(time.RFC3339Nano), int64(s.retention / time.Second),
+		j.CreatedAt.UnixMilli(), j.ID, recentMax}
+	if j.Schedule != "" {
+		args = append(args, "schedule", j.Schedule)
+	}
+	if j.Tick != nil {
+		args = append(args, "tick", j.Tick.UTC().Format(time.RFC3339))
+	}
+	if j.Note != "" {
+		args = append(args, "note", j.Note)
+	}
+	n, err := createScript.Run(ctx, s.rdb, []string{jobKey(j.ID), recentKey}, args...).Int()
 	if err != nil {
 		return fmt.Errorf("create job %s: %w", j.ID, err)
 	}
@@ -133,6 +147,10 @@ func (s *Jobs) Get(ctx context.Context, id string) (Job, error) {
 		j.Result = json.RawMessage(r)
 	}
 	j.CreatedAt, _ = time.Parse(time.RFC3339Nano, m["created_at"])
+	j.Schedule, j.Note = m["schedule"], m["note"]
+	if tk, err := time.Parse(time.RFC3339, m["tick"]); err == nil {
+		j.Tick = &tk
+	}
 	if c := m["completed_at"]; c != "" {
 		t, err := time.Parse(time.RFC3339Nano, c)
 		if err == nil {

@@ -54,3 +54,18 @@ func handleQueues(d Deps) http.Handler {
 		WriteJSON(w, http.StatusOK, map[string]any{"queues": out})
 	})
 }
+
+// handleSchedules lists the periodic jobs: GET /api/v1/schedules.
+func handleSchedules(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		views := []ScheduleView{}
+		if d.Schedules != nil {
+			var err error
+			if views, err = d.Schedules(r.Context()); err != nil {
+				WriteError(w, r, err)
+				return
+			}
+		}
+		WriteJSON(w, http.StatusOK, map[string]any{"schedules": views})
+	})
+}

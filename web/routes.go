@@ -10,7 +10,8 @@ import (
 // comes first, as given): an app route whose path is one of them, or below one, would
 // be shadowed, and the host refuses it at start.
 func HostPaths(healthPath string) []string {
-	return []string{healthPath, "/admin", "/api/v1/jobs", "/api/v1/files", "/api/v1/queues", "/api/v1/schedules"}
+	return []string{healthPath, "/admin", "/api/v1/jobs", "/api/v1/files", "/api/v1/queues", "/api/v1/schedules",
+		"/metrics", "/dashboard"}
 }
 
 // addRoutes is the one list of routes. The host's routes are matched first; what none
@@ -47,6 +48,7 @@ func addRoutes(d Deps) http.Handler {
 	r.Handle("/api/v1/jobs/{id}", handleJobGet(d)).Methods(get...)
 	r.Handle("/api/v1/files/{key:.+}", handleFileGet(d)).Methods(get...)
 	r.Handle("/api/v1/queues", handleQueues(d)).Methods(get...)
+	r.Handle("/api/v1/schedules", handleSchedules(d)).Methods(get...)
 
 	return logRequests(d.Logger, hp, recoverPanics(r))
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"gocloud.dev/blob"
@@ -52,10 +53,28 @@ type Deps struct {
 	Admin *health.Admin
 	// Queues are the queues GET /api/v1/queues reports: the ones the workers serve.
 	Queues map[string]int
+	// Schedules lists the periodic jobs for GET /api/v1/schedules; nil lists none.
+	Schedules func(ctx context.Context) ([]ScheduleView, error)
 	// App serves what no host route matches: the app's own routes. Its request bodies
 	// are limited to MaxBodyBytes. nil answers 404.
 	App          http.Handler
 	MaxBodyBytes int64
+}
+
+// ScheduleView is one schedule as GET /api/v1/schedules reports it. LastState is the
+// last tick's job state, "expired" when its record is past JOB_RETENTION, or
+// "skipped: <reason>".
+type ScheduleView struct {
+	Name          string     `json:"name"`
+	Cron          string     `json:"cron"`
+	Type          string     `json:"type"`
+	Queue         string     `json:"queue"`
+	SkipIfRunning bool       `json:"skip_if_running"`
+	CatchUp       bool       `json:"catch_up"`
+	NextRunAt     *time.Time `json:"next_run_at"`
+	LastRunAt     *time.Time `json:"last_run_at"`
+	LastJobID     string     `json:"last_job_id"`
+	LastState     string     `json:"last_state"`
 }
 
 // NewServer returns the HTTP handler of the whole API. It is safe for concurrent use.

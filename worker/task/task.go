@@ -32,6 +32,11 @@ type Request struct {
 	// UniqueFor refuses an identical task (same kind, queue and payload) for this long;
 	// 0 allows duplicates.
 	UniqueFor time.Duration
+	// Schedule, Tick and Note are recorded with a periodic job: the schedule's name,
+	// the tick that enqueued it, and what happened at enqueue.
+	Schedule string
+	Tick     time.Time
+	Note     string
 }
 
 // ErrUnknownType refuses a request whose kind no handler serves.
