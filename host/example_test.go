@@ -2,6 +2,7 @@ package host_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -174,6 +175,36 @@ func ExampleHost_Check() {
 	fmt.Println(resp.StatusCode, strings.Contains(string(body), `"status":"Degraded"`))
 	// Output:
 	// 200 true
+}
+
+// Schedule a refresh every 15 minutes; every instance runs the schedule and each tick
+// is enqueued once, as job "<name>@<tick unix seconds>". SCHEDULE does the same from
+// the environment.
+func ExampleHost_Schedule() {
+	app := func(h *host.Host) {
+		host.Register(h, resize)
+		h.Schedule("*/15 * * * *", Resize{URL: "banner.png", Width: 1200}, host.ScheduleName("banner"), host.Queue("low"))
+		h.Schedule("CRON_TZ=Europe/Paris 30 2 * * *", Resize{URL: "nightly.png", Width: 64}, host.ScheduleName("nightly"), host.SkipIfRunning())
+	}
+	a, stop := runApp(app)
+	defer stop()
+
+	resp, err := http.Get(a.URL + "/api/v1/schedules")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resp.Body.Close()
+	var list struct {
+		Schedules []struct{ Name, Cron, Queue string }
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&list)
+	for _, s := range list.Schedules {
+		fmt.Println(s.Name, s.Cron, s.Queue)
+	}
+	// Output:
+	// banner */15 * * * * low
+	// nightly CRON_TZ=Europe/Paris 30 2 * * * default
 }
 
 // Run is Main without the process: tests call it with their own arguments and
