@@ -106,8 +106,7 @@ func ExampleJobID() {
 // in the blob store. Its *InvalidError is the client's 4xx.
 func ExampleBeforeEnqueue() {
 	app := func(h *host.Host) {
-		host.Register(h, resize, host.BeforeEnqueue(func(ctx context.Context, args host.Args) error {
-			r := args.(Resize)
+		host.Register(h, resize, host.BeforeEnqueue(func(ctx context.Context, r Resize) error {
 			ok, err := h.Bucket().Exists(ctx, r.URL)
 			if err != nil {
 				return err
@@ -122,7 +121,7 @@ func ExampleBeforeEnqueue() {
 	defer stop()
 	fmt.Println(postJSON(a.URL+"/api/v1/jobs", `{"type":"image:resize","payload":{"url":"dog.png","width":64}}`))
 	// Output:
-	// 422 {"error":"invalid payload.url: no such image","field":"payload.url"}
+	// 422 {"error":"invalid payload: url: no such image","field":"payload.url"}
 }
 
 // Router is the app's own routes, behind the host's middleware. This one queues a

@@ -82,11 +82,11 @@ func New() *Host {
 // $PORT behind the host's middleware (request log, panic recovery, a body limit of
 // MAX_UPLOAD_BYTES), after the host's own routes. A route under one of the host's
 // paths (the health base path, /admin, /api/v1/jobs, /api/v1/files, /api/v1/queues,
-// /api/v1/schedules) would be shadowed: Run panics naming it.
-func (h *Host) Router() *mux.Router {
-	h.mustNotBeFrozen("Router")
-	return h.router
-}
+// /api/v1/schedules, /metrics, /dashboard) would be shadowed: Run panics naming it.
+//
+// Add routes before Run: the router is then served concurrently, so adding one later
+// is a data race. Reading it later (building URLs with Get(name).URL) is safe.
+func (h *Host) Router() *mux.Router { return h.router }
 
 var checkNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
@@ -110,6 +110,9 @@ func (h *Host) Check(c health.Check) {
 }
 
 // Config returns the validated configuration Run loaded; the zero Config before Run.
+// After Run returns, the accessors keep answering with what it had opened (closed by
+// then: Redis calls fail with "client is closed"); with Runs in parallel, with the
+// latest to start.
 func (h *Host) Config() config.Config {
 	if d := h.deps.Load(); d != nil {
 		return d.cfg

@@ -144,6 +144,25 @@ func TestUserApp(t *testing.T) {
 	if code != http.StatusBadRequest || !strings.Contains(body["error"].(string), `unknown field "age"`) {
 		t.Errorf("unknown payload field: %d %v", code, body)
 	}
+	// Messages name JSON types, never Go's.
+	for req, want := range map[string]string{
+		`{"type":"test:greet","payload":{"name":5}}`:    "invalid payload: name: must be a string",
+		`{"type":"test:greet","payload":[1]}`:           "invalid payload: must be a JSON object",
+		`{"type":"test:greet","payload":null}`:          "invalid payload: must be a JSON object, not null",
+		`{"type":"test:greet","max_retry":"x"}`:         "max_retry must be a whole number",
+		`{"type":"test:greet","payload":{"name":"x"}} `: "",
+	} {
+		code, body = post(t, a.URL+"/api/v1/jobs", "application/json", req)
+		if want == "" {
+			if code != http.StatusAccepted {
+				t.Errorf("%s: %d %v", req, code, body)
+			}
+			continue
+		}
+		if code != http.StatusBadRequest || body["error"] != want {
+			t.Errorf("%s: %d %v, want 400 %q", req, code, body, want)
+		}
+	}
 	code, body = post(t, a.URL+"/api/v1/jobs", "application/json", `{"type":"test:greet","payload":{"name":"bo"}}`)
 	if code != http.StatusAccepted {
 		t.Fatalf("valid payload: %d %v", code, body)
@@ -303,6 +322,9 @@ func TestProgrammingErrorsPanic(t *testing.T) {
 		host.Register(host.New(), func(context.Context, *worker.Task, *ptrKind) (any, error) { return nil, nil })
 	})
 	mustPanic(t, "nil handler", func() { host.Register[greet](host.New(), nil) })
+	mustPanic(t, "BeforeEnqueue is for host_test.badKind, not host_test.greet", func() {
+		host.Register(host.New(), noop, host.BeforeEnqueue(func(context.Context, badKind) error { return nil }))
+	})
 	mustPanic(t, `health check "feeds" added twice`, func() {
 		h := host.New()
 		greetApp(h)
@@ -315,7 +337,6 @@ func TestProgrammingErrorsPanic(t *testing.T) {
 	h := host.New()
 	_ = h.Run(context.Background(), []string{"app", "version"}, func(string) string { return "" }, io.Discard, io.Discard)
 	mustPanic(t, "Register called after Run started", func() { host.Register(h, noop) })
-	mustPanic(t, "Router called after Run started", func() { h.Router() })
 	mustPanic(t, "Check called after Run started", func() {
 		h.Check(health.Check{Name: "late", Checker: health.CheckFunc(nil)})
 	})
@@ -360,6 +381,19 @@ func TestShadowingRoutesPanic(t *testing.T) {
 		if resp.StatusCode != http.StatusTeapot {
 			t.Errorf("GET %s: %d, want the app's 418", p, resp.StatusCode)
 		}
+	}
+}
+
+// TestKindQueueNotServed: a kind whose default queue QUEUES lacks stops the start with
+// a configuration error (exit 2), not a failure at every Enqueue.
+func TestKindQueueNotServed(t *testing.T) {
+	t.Parallel()
+	h := host.New()
+	greetApp(h) // queue "low"
+	env := map[string]string{"REDIS_URL": "redis://127.0.0.1:1", "QUEUES": "default"}
+	err := h.Run(context.Background(), []string{"app", "web"}, func(k string) string { return env[k] }, io.Discard, io.Discard)
+	if host.ExitCode(err) != 2 || !strings.Contains(fmt.Sprint(err), `task kind test:greet needs queue "low"`) {
+		t.Errorf("Run = %v (exit %d)", err, host.ExitCode(err))
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"time"
 
@@ -26,14 +27,17 @@ type validator interface{ Validate() error }
 
 // kind is one registered task kind.
 type kind struct {
-	name string
+	name     string
+	argsType reflect.Type // A
 	// prepare decodes a payload strictly into the kind's Args, validates it, and
 	// returns its canonical encoding with the decoded value.
 	prepare  func(payload []byte) ([]byte, Args, error)
 	handler  worker.Handler
 	defaults options
-	// before checks an enqueue with I/O (BeforeEnqueue); nil for none.
-	before func(ctx context.Context, args Args) error
+	// before checks an enqueue with I/O (BeforeEnqueue); nil for none. beforeType is
+	// the Args type it was written for.
+	before     func(ctx context.Context, args Args) error
+	beforeType reflect.Type
 }
 
 var kindRe = regexp.MustCompile(`^[A-Za-z0-9:._-]{1,128}$`)
@@ -60,9 +64,12 @@ func Register[A Args](h *Host, fn func(ctx context.Context, t *worker.Task, args
 	if _, dup := h.kinds[name]; dup {
 		panic(fmt.Sprintf("host: Register: kind %q registered twice", name))
 	}
-	k := &kind{name: name}
+	k := &kind{name: name, argsType: reflect.TypeFor[A]()}
 	for _, o := range opts {
 		o.applyTask(&k.defaults, k)
+	}
+	if k.before != nil && k.beforeType != k.argsType {
+		panic(fmt.Sprintf("host: Register: kind %q: BeforeEnqueue is for %v, not %v", name, k.beforeType, k.argsType))
 	}
 	k.prepare = func(payload []byte) ([]byte, Args, error) {
 		a, err := decodeArgs[A](payload)
@@ -191,16 +198,23 @@ func UniqueFor(d time.Duration) EnqueueOption {
 }
 
 // JobID gives the job a chosen id (1-128 letters, digits and ":@._-") instead of a
-// random one. The enqueue is then idempotent: while a job with that id exists, another
-// is refused with task.ErrDuplicate. Uploads use it to key their blobs by job.
+// random one. The enqueue is then idempotent: while the job's record exists (until
+// JOB_RETENTION after it finished), or asynq still holds its task (a failed task stays
+// archived), another enqueue with that id is refused with ErrDuplicate. Uploads use it
+// to key their blobs by job; schedules to enqueue each tick once.
 func JobID(id string) EnqueueOption { return enqueueOption(func(o *options) { o.id = id }) }
 
-// BeforeEnqueue runs check after a payload has been decoded and validated and before
-// the job is stored: for checks that need I/O, such as "the upload this names exists".
-// It receives the kind's Args. Its error refuses the enqueue: an *InvalidError is a
-// 4xx naming the field; anything else is a 503 (try again).
-func BeforeEnqueue(check func(ctx context.Context, args Args) error) TaskOption {
-	return taskOption(func(k *kind) { k.before = check })
+// BeforeEnqueue runs check after a payload of kind A has been decoded and validated,
+// and before the job is stored, in the web tier and in Enqueue (never in the worker):
+// for checks that need I/O, such as "the upload this names exists". ctx carries the
+// enqueue's 5 s deadline. Its error refuses the enqueue: an *InvalidError is a 4xx
+// naming the field, as are the errors web.WriteError maps (ErrDuplicate, *web.Error);
+// anything else is ErrUnavailable, a 503. Register panics if A is not its kind's Args.
+func BeforeEnqueue[A Args](check func(ctx context.Context, args A) error) TaskOption {
+	return taskOption(func(k *kind) {
+		k.beforeType = reflect.TypeFor[A]()
+		k.before = func(ctx context.Context, args Args) error { return check(ctx, args.(A)) }
+	})
 }
 
 // InvalidError says which field of a job is wrong and why: what Validate and

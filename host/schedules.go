@@ -95,7 +95,8 @@ func NoCatchUp() EnqueueOption { return enqueueOption(func(o *options) { o.sched
 
 // resolveSchedules returns the schedules of Schedule and of cfg.Schedules, checked
 // against the registered kinds. A bad programmatic schedule panics (the program is
-// wrong); every problem of SCHEDULE is returned at once as a *config.Error.
+// wrong); every problem of SCHEDULE, and every kind whose default queue QUEUES lacks,
+// is returned at once as a *config.Error.
 func (h *Host) resolveSchedules(cfg config.Config) ([]*scheduled, error) {
 	all := slices.Clone(h.schedules)
 	for _, e := range all {
@@ -111,6 +112,14 @@ func (h *Host) resolveSchedules(cfg config.Config) ([]*scheduled, error) {
 		}
 	}
 	var problems []string
+	// A kind's default queue is checked against QUEUES here, not at every Enqueue.
+	for _, name := range h.kindNames() {
+		if q := h.kinds[name].defaults.queue; q != "" {
+			if _, ok := cfg.Queues[q]; !ok {
+				problems = append(problems, fmt.Sprintf("QUEUES: task kind %s needs queue %q (its host.Queue default)", name, q))
+			}
+		}
+	}
 	for _, c := range cfg.Schedules {
 		bad := func(format string, a ...any) {
 			problems = append(problems, "SCHEDULE: "+c.Name+": "+fmt.Sprintf(format, a...))

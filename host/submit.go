@@ -14,11 +14,22 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/shoestring-go/shoestring/storage"
+	"github.com/shoestring-go/shoestring/web"
 	"github.com/shoestring-go/shoestring/worker/task"
 )
 
-// ErrNotRunning is returned by Enqueue before Run has connected to Redis.
-var ErrNotRunning = errors.New("host is not running: Enqueue works once Run has started")
+// ErrNotRunning is returned by Enqueue and Job before Run has connected to Redis. It
+// matches ErrUnavailable (a 503 from web.WriteError).
+var ErrNotRunning = fmt.Errorf("%w: host is not running (Enqueue works once Run has started)", task.ErrUnavailable)
+
+// Errors that refuse work, for errors.Is; they are package worker/task's.
+var (
+	ErrUnknownType  = task.ErrUnknownType  // the kind is not registered
+	ErrUnknownQueue = task.ErrUnknownQueue // the queue is not in QUEUES
+	ErrDuplicate    = task.ErrDuplicate    // the job id is taken, or UniqueFor refused it
+	ErrUnavailable  = task.ErrUnavailable  // Redis does not answer; try again
+	ErrNotFound     = storage.ErrNotFound  // Job: no such job, or past JOB_RETENTION
+)
 
 // enqueueTimeout bounds the Redis work of accepting a job, so an outage answers
 // promptly with task.ErrUnavailable instead of hanging the caller.
@@ -77,7 +88,8 @@ func (h *Host) submit(ctx context.Context, r task.Request) (storage.Job, error) 
 func (h *Host) submitTo(ctx context.Context, d *deps, r task.Request) (storage.Job, error) {
 	k, ok := h.kinds[r.Kind]
 	if !ok {
-		return storage.Job{}, fmt.Errorf("%w %q (registered: %s)", task.ErrUnknownType, r.Kind, strings.Join(h.kindNames(), ", "))
+		// The registered kinds are not listed: the caller may be anyone on the internet.
+		return storage.Job{}, fmt.Errorf("%w %q", task.ErrUnknownType, r.Kind)
 	}
 	payload, args, err := k.prepare(r.Payload)
 	if err != nil {
@@ -99,10 +111,12 @@ func (h *Host) submitTo(ctx context.Context, d *deps, r task.Request) (storage.J
 	if k.before != nil {
 		if err := k.before(ctx, args); err != nil {
 			var ie *task.InvalidError
-			if errors.As(err, &ie) {
-				return storage.Job{}, err
+			var we *web.Error
+			if errors.As(err, &ie) || errors.As(err, &we) || errors.Is(err, task.ErrDuplicate) ||
+				errors.Is(err, task.ErrUnavailable) || errors.Is(err, task.ErrUnknownQueue) {
+				return storage.Job{}, err // already says what the client should see
 			}
-			return storage.Job{}, fmt.Errorf("%w: check %s: %v", task.ErrUnavailable, r.Kind, err)
+			return storage.Job{}, fmt.Errorf("%w: check %s: %w", task.ErrUnavailable, r.Kind, err)
 		}
 	}
 	state := storage.StatePending
@@ -123,7 +137,7 @@ func (h *Host) submitTo(ctx context.Context, d *deps, r task.Request) (storage.J
 		// A fresh context: the caller's may be what expired.
 		uctx, ucancel := context.WithTimeout(context.WithoutCancel(ctx), enqueueTimeout)
 		defer ucancel()
-		if derr := d.jobs.Delete(uctx, id); derr != nil {
+		if derr := d.jobs.Undo(uctx, id); derr != nil {
 			d.logger.WarnContext(ctx, "undo job record", "job_id", id, "err", derr)
 		}
 		if errors.Is(err, asynq.ErrDuplicateTask) || errors.Is(err, asynq.ErrTaskIDConflict) {

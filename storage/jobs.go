@@ -116,7 +116,22 @@ func (s *Jobs) Create(ctx context.Context, j Job) error {
 	return nil
 }
 
-// Delete removes a record; the web tier uses it to undo Create when enqueueing fails.
+//go:embed undo.lua
+var undoLua string
+
+var undoScript = redis.NewScript(undoLua)
+
+// Undo removes the record Create wrote when enqueueing its task failed, but only while
+// it is untouched (pending or scheduled, no attempt): a record a worker has written
+// to since belongs to a task that exists after all.
+func (s *Jobs) Undo(ctx context.Context, id string) error {
+	if err := undoScript.Run(ctx, s.rdb, []string{jobKey(id), recentKey}, id).Err(); err != nil {
+		return fmt.Errorf("undo job %s: %w", id, err)
+	}
+	return nil
+}
+
+// Delete removes a record.
 func (s *Jobs) Delete(ctx context.Context, id string) error {
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, jobKey(id))

@@ -65,7 +65,7 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 		case errors.As(err, &mbe):
 			return err
 		case errors.As(err, &te) && te.Field != "":
-			return &Error{Status: http.StatusBadRequest, Msg: fmt.Sprintf("%s must be a %s", te.Field, te.Type), Field: te.Field}
+			return &Error{Status: http.StatusBadRequest, Msg: fmt.Sprintf("%s must be %s", te.Field, task.JSONType(te.Type)), Field: te.Field}
 		case errors.As(err, &te):
 			return &Error{Status: http.StatusBadRequest, Msg: "request body must be a JSON object"}
 		case errors.Is(err, io.EOF):

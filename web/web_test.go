@@ -23,8 +23,8 @@ func TestWriteError(t *testing.T) {
 		wantMsg    string
 	}{
 		{&Error{Status: 415, Msg: "not an image", Field: "image"}, 415, "image", "not an image"},
-		{&task.InvalidError{Field: "payload.n", Msg: "must be 1-10"}, 400, "payload.n", "invalid payload.n: must be 1-10"},
-		{&task.InvalidError{Field: "payload.key", Msg: "no such upload", Unprocessable: true}, 422, "payload.key", "invalid payload.key: no such upload"},
+		{&task.InvalidError{Field: "payload.n", Msg: "must be 1-10"}, 400, "payload.n", "invalid payload: n: must be 1-10"},
+		{&task.InvalidError{Field: "payload.key", Msg: "no such upload", Unprocessable: true}, 422, "payload.key", "invalid payload: key: no such upload"},
 		{fmt.Errorf("%w %q", task.ErrUnknownType, "x"), 422, "type", `unknown task type "x"`},
 		{fmt.Errorf("%w: %q", task.ErrUnknownQueue, "q"), 422, "queue", `queue is not served: "q"`},
 		{fmt.Errorf("%w (unique_for)", task.ErrDuplicate), 409, "", "an identical job is already queued (unique_for)"},

@@ -108,7 +108,8 @@ type Worker struct {
 }
 
 // New returns a worker that serves cfg.Queues on rdb, with no handlers yet: add them
-// with Handle before Start. A task of a kind with no handler fails at once.
+// with Handle before Start. A task of a kind with no handler fails its attempt and is
+// retried with backoff, as a rolling deploy may bring a worker that knows it.
 func New(cfg Config, rdb redis.UniversalClient, logger *slog.Logger) *Worker {
 	host, _ := os.Hostname()
 	if cfg.ID == "" {
@@ -161,8 +162,9 @@ func (w *Worker) Start(ctx context.Context) error {
 	for typ, h := range w.routes {
 		wrapped[typ] = w.wrap(h)
 	}
+	// Retried, not failed: in a rolling deploy a newer worker may know the kind.
 	unknown := w.wrap(func(ctx context.Context, t *Task) (any, error) {
-		return nil, fmt.Errorf("no handler for task kind %q in this worker: %w", t.Type, SkipRetry)
+		return nil, fmt.Errorf("no handler for task kind %q in this worker (%s)", t.Type, w.id)
 	})
 	route := asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 		if h, ok := wrapped[t.Type()]; ok {

@@ -1,17 +1,20 @@
 // Command reports is an example app built on shoestring: POST /reports queues a report
-// that a worker builds in checkpointed units of 100 rows and stores as CSV; its health
-// check says how many reports were built. Run it with `go run . serve`.
+// that a worker builds in checkpointed units of 100 rows, each stored as it is made,
+// then joined into one CSV; its health check says how many reports were built. Run it
+// with `go run . serve`.
 package main
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+	"gocloud.dev/blob"
 
 	"github.com/shoestring-go/shoestring/health"
 	"github.com/shoestring-go/shoestring/host"
@@ -37,26 +40,36 @@ func (r Report) Validate() error {
 	return nil
 }
 
-// progress is the checkpoint: the rows built so far.
+// progress is the checkpoint: how many rows are built. The rows themselves are in one
+// blob per unit, so the checkpoint stays a few bytes however long the report grows.
 type progress struct {
-	Done int      `json:"done"`
-	CSV  []string `json:"csv"`
+	Done int `json:"done"`
 }
 
 const unit = 100 // rows per checkpointed unit
 
+func partKey(id string, part int) string { return fmt.Sprintf("reports/%s/part-%05d.csv", id, part) }
+
 func build(h *host.Host) func(context.Context, *worker.Task, Report) (any, error) {
 	return func(ctx context.Context, t *worker.Task, r Report) (any, error) {
+		bucket := h.Bucket()
 		var p progress
 		if _, err := t.Checkpoint.Load(ctx, &p); err != nil { // resume after a crash
 			return nil, err
 		}
 		for p.Done < r.Rows {
-			for i := p.Done; i < min(p.Done+unit, r.Rows); i++ {
-				p.CSV = append(p.CSV, fmt.Sprintf("%d,%d", i+1, (i+1)*(i+1)))
+			n := min(unit, r.Rows-p.Done)
+			var rows strings.Builder
+			for i := p.Done + 1; i <= p.Done+n; i++ {
+				fmt.Fprintf(&rows, "%d,%d\n", i, i*i)
 			}
-			p.Done = min(p.Done+unit, r.Rows)
-			if err := t.Checkpoint.Save(ctx, p); err != nil { // one unit committed
+			// The unit is durable (and idempotent: a redo rewrites the same part) ...
+			if err := bucket.WriteAll(ctx, partKey(t.ID, p.Done/unit), []byte(rows.String()), nil); err != nil {
+				return nil, err
+			}
+			p.Done += n
+			// ... before the checkpoint says it is done.
+			if err := t.Checkpoint.Save(ctx, p); err != nil {
 				return nil, err
 			}
 			if err := t.Checkpoint.Progress(ctx, int64(p.Done), int64(r.Rows)); err != nil {
@@ -64,8 +77,7 @@ func build(h *host.Host) func(context.Context, *worker.Task, Report) (any, error
 			}
 		}
 		key := "reports/" + t.ID + ".csv"
-		csv := "n,square\n" + strings.Join(p.CSV, "\n") + "\n"
-		if err := h.Bucket().WriteAll(ctx, key, []byte(csv), nil); err != nil {
+		if err := assemble(ctx, bucket, key, t.ID, (r.Rows+unit-1)/unit); err != nil {
 			return nil, err
 		}
 		if err := h.Redis().Incr(ctx, "reports:built").Err(); err != nil {
@@ -73,6 +85,31 @@ func build(h *host.Host) func(context.Context, *worker.Task, Report) (any, error
 		}
 		return map[string]any{"title": r.Title, "rows": r.Rows, "url": web.FilesPath + key}, nil
 	}
+}
+
+// assemble streams the parts of report id into one CSV at key, then deletes them.
+func assemble(ctx context.Context, bucket *blob.Bucket, key, id string, parts int) error {
+	w, err := bucket.NewWriter(ctx, key, &blob.WriterOptions{ContentType: "text/csv"})
+	if err != nil {
+		return err
+	}
+	_, err = io.WriteString(w, "n,square\n")
+	for i := 0; i < parts && err == nil; i++ {
+		var part []byte
+		if part, err = bucket.ReadAll(ctx, partKey(id, i)); err == nil {
+			_, err = w.Write(part)
+		}
+	}
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("assemble %s: %w", key, err)
+	}
+	for i := range parts {
+		_ = bucket.Delete(ctx, partKey(id, i)) // a leftover part is harmless
+	}
+	return nil
 }
 
 func main() {

@@ -6,12 +6,13 @@
 package hosttest
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -162,15 +163,19 @@ func (w *addrWriter) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	w.buf = append(w.buf, p...)
-	sc := bufio.NewScanner(strings.NewReader(string(w.buf)))
-	for sc.Scan() {
-		var line struct{ Msg, Addr string }
-		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "http listening" {
-			_, port, _ := strings.Cut(line.Addr, "]:")
-			w.addr <- "http://127.0.0.1:" + port
-			w.addr, w.buf = nil, nil
-			break
+	for {
+		line, rest, ok := bytes.Cut(w.buf, []byte("\n"))
+		if !ok {
+			return len(p), nil
+		}
+		w.buf = rest
+		var l struct{ Msg, Addr string }
+		if json.Unmarshal(line, &l) == nil && l.Msg == "http listening" {
+			if _, port, err := net.SplitHostPort(l.Addr); err == nil {
+				w.addr <- "http://127.0.0.1:" + port
+				w.addr, w.buf = nil, nil
+				return len(p), nil
+			}
 		}
 	}
-	return len(p), nil
 }

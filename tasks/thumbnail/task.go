@@ -40,8 +40,9 @@ func (Args) Kind() string { return "image:thumbnail" }
 
 var uploadKeyRe = regexp.MustCompile(`^uploads/[a-z0-9]{1,64}\.(jpg|png|gif)$`)
 
-// Validate checks that Key names an upload and Sizes are in range.
-func (a Args) Validate() error {
+// Validate checks that Key names an upload and Sizes are in range, and sorts Sizes
+// and drops duplicates, so that equal requests have equal payloads (for UniqueFor).
+func (a *Args) Validate() error {
 	if !uploadKeyRe.MatchString(a.Key) {
 		return &host.InvalidError{Field: "payload.key", Msg: "must name an upload, as uploads/<id>.jpg|png|gif"}
 	}
@@ -53,6 +54,7 @@ func (a Args) Validate() error {
 			return &host.InvalidError{Field: "payload.sizes", Msg: fmt.Sprintf("width %d is not 1-%d", w, MaxWidth)}
 		}
 	}
+	a.Sizes = slices.Compact(slices.Sorted(slices.Values(a.Sizes)))
 	return nil
 }
 
@@ -90,8 +92,7 @@ func ThumbnailKey(id string, width int) string {
 func Register(h *host.Host) {
 	host.Register(h, func(ctx context.Context, t *worker.Task, a Args) (any, error) {
 		return makeThumbnails(ctx, h, t, a)
-	}, host.BeforeEnqueue(func(ctx context.Context, args host.Args) error {
-		a := args.(Args)
+	}, host.BeforeEnqueue(func(ctx context.Context, a Args) error {
 		ok, err := h.Bucket().Exists(ctx, a.Key)
 		if err != nil {
 			return fmt.Errorf("check upload %s: %w", a.Key, err)
@@ -115,7 +116,7 @@ type checkpoint struct {
 // as soon as it is made, so a retried task skips the sizes already done. Input that
 // cannot be decoded fails at once (worker.SkipRetry): retrying cannot fix it.
 func makeThumbnails(ctx context.Context, h *host.Host, t *worker.Task, a Args) (any, error) {
-	sizes := slices.Compact(slices.Sorted(slices.Values(a.Sizes)))
+	sizes := a.Sizes // sorted and unique: Validate ran
 	bucket := h.Bucket()
 	var st checkpoint
 	if _, err := t.Checkpoint.Load(ctx, &st); err != nil {

@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"strings"
 	"time"
 )
 
@@ -64,25 +66,34 @@ type InvalidError struct {
 }
 
 func (e *InvalidError) Error() string {
-	if e.Field == "" {
+	switch sub, isPayload := strings.CutPrefix(e.Field, "payload."); {
+	case e.Field == "":
 		return "invalid request: " + e.Msg
+	case e.Field == "payload":
+		return "invalid payload: " + e.Msg
+	case isPayload:
+		return fmt.Sprintf("invalid payload: %s: %s", sub, e.Msg)
+	default:
+		return e.Field + " " + e.Msg // an option: "timeout must be between 1s and 24h0m0s"
 	}
-	return fmt.Sprintf("invalid %s: %s", e.Field, e.Msg)
 }
 
 // StrictDecode decodes a JSON payload into v (a pointer), refusing unknown fields and
 // trailing data; an empty payload decodes as {}. Errors are *InvalidError with Field
 // "payload" or "payload.<name>".
 func StrictDecode(payload []byte, v any) error {
-	if len(bytes.TrimSpace(payload)) == 0 {
+	trimmed := bytes.TrimSpace(payload)
+	if len(trimmed) == 0 {
 		payload = []byte("{}")
+	} else if bytes.Equal(trimmed, []byte("null")) {
+		return &InvalidError{Field: "payload", Msg: "must be a JSON object, not null"}
 	}
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
-			return &InvalidError{Field: "payload." + te.Field, Msg: "must be a " + te.Type.String()}
+			return &InvalidError{Field: "payload." + te.Field, Msg: "must be " + JSONType(te.Type)}
 		}
 		return &InvalidError{Field: "payload", Msg: cleanJSONError(err)}
 	}
@@ -90,6 +101,29 @@ func StrictDecode(payload []byte, v any) error {
 		return &InvalidError{Field: "payload", Msg: "trailing data after the object"}
 	}
 	return nil
+}
+
+// JSONType names what JSON value decodes into t ("a string", "a whole number",
+// "an object"), for messages that must not name Go types.
+func JSONType(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	default:
+		return "an object"
+	}
 }
 
 // cleanJSONError keeps encoding/json's message but not the Go type names it names
