@@ -49,9 +49,9 @@ import (
 // as. Build it with New.
 type Host struct {
 	// Registration state: written by main before Run, read-only after (frozen).
-	mu     sync.Mutex
-	frozen bool
-	kinds  map[string]*kind
+	mu        sync.Mutex
+	frozen    bool
+	kinds     map[string]*kind
 	router    *mux.Router
 	checks    []health.Check
 	schedules []*scheduled

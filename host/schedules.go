@@ -91,7 +91,9 @@ func SkipIfRunning() EnqueueOption {
 }
 
 // NoCatchUp turns off the catch-up of the latest missed tick at start.
-func NoCatchUp() EnqueueOption { return enqueueOption(func(o *options) { o.schedule.noCatchUp = true }) }
+func NoCatchUp() EnqueueOption {
+	return enqueueOption(func(o *options) { o.schedule.noCatchUp = true })
+}
 
 // resolveSchedules returns the schedules of Schedule and of cfg.Schedules, checked
 // against the registered kinds. A bad programmatic schedule panics (the program is
@@ -326,7 +328,7 @@ func (tk *ticker) scheduleViews(ctx context.Context) ([]web.ScheduleView, error)
 			return nil, fmt.Errorf("%w: %v", task.ErrUnavailable, err)
 		}
 		v := web.ScheduleView{Name: e.name, Cron: e.spec.String(), Type: e.kind,
-			Queue: cmp.Or(e.opts.queue, cmp.Or(tk.h.kinds[e.kind].defaults.queue, defaultQueue(tk.d.cfg.Queues))),
+			Queue:         cmp.Or(e.opts.queue, cmp.Or(tk.h.kinds[e.kind].defaults.queue, defaultQueue(tk.d.cfg.Queues))),
 			SkipIfRunning: e.skipIfRunning, CatchUp: e.catchUp, LastJobID: st.LastJobID}
 		if n := e.spec.Next(now); !n.IsZero() {
 			v.NextRunAt = &n
