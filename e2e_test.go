@@ -260,7 +260,7 @@ func (in *instance) waitJob(id string, d time.Duration) jobView {
 
 func (in *instance) postJSON(path, body string, want int) map[string]any {
 	in.t.Helper()
-	resp, err := http.Post(in.base+path, "application/json", strings.NewReader(body))
+	resp, err := apiPost(in.base+path, body)
 	if err != nil {
 		in.t.Fatalf("POST %s: %v", path, err)
 	}
@@ -310,7 +310,23 @@ func sharedEnv(r *storagetest.Redis, tb testing.TB) map[string]string {
 		"BLOB_URL":         "file://" + tb.TempDir(),
 		"SHUTDOWN_TIMEOUT": "10s",
 		"HEALTH_DETAILS":   "always",
+		"API_TOKEN":        testAPIToken,
+		"DEMO_TASKS":       "true",
 	}
+}
+
+// testAPIToken is the API_TOKEN of sharedEnv; postJSON and apiPost send it.
+const testAPIToken = "test-api-token"
+
+// apiPost posts body as JSON with the test API token.
+func apiPost(url, body string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+testAPIToken)
+	return http.DefaultClient.Do(req)
 }
 
 // TestThumbnailsEndToEnd uploads real photographs (Go's own image test data, which no
@@ -617,7 +633,7 @@ func TestSplitMode(t *testing.T) {
 
 	wk := exec.Command(binPath, "worker")
 	wk.Dir = t.TempDir()
-	wk.Env = []string{"REDIS_URL=" + r.URL(), "BLOB_URL=" + env["BLOB_URL"], "LOG_FORMAT=json"}
+	wk.Env = []string{"REDIS_URL=" + r.URL(), "BLOB_URL=" + env["BLOB_URL"], "LOG_FORMAT=json", "DEMO_TASKS=true"}
 	var wout bytes.Buffer
 	wk.Stdout, wk.Stderr = &wout, &wout
 	if err := wk.Start(); err != nil {
@@ -802,5 +818,34 @@ func TestAdminRoutesOffWithoutToken(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 404 {
 		t.Errorf("/admin/recycle without ADMIN_TOKEN: %d, want 404", resp.StatusCode)
+	}
+}
+
+// TestHealthcheckReadsDotenv: `shoestring healthcheck` finds the instance through the
+// PORT and HEALTH_PATH of a .env file, as serve does.
+func TestHealthcheckReadsDotenv(t *testing.T) {
+	t.Parallel()
+	r := storagetest.StartRedis(t)
+	env := sharedEnv(r, t)
+	env["HEALTH_PATH"] = "/status"
+	in := startInstance(t, env, "web")
+	waitFor(t, 15*time.Second, "liveness", func() bool {
+		resp, err := http.Get(in.base + "/status/live")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	dir := t.TempDir()
+	port := in.base[strings.LastIndex(in.base, ":")+1:]
+	if err := os.WriteFile(filepath.Join(dir, ".env"), []byte("PORT="+port+"\nHEALTH_PATH=/status\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binPath, "healthcheck")
+	cmd.Dir = dir
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("healthcheck with .env: %v\n%s", err, out)
 	}
 }

@@ -214,7 +214,7 @@ func TestRedisOutage(t *testing.T) {
 		in.getJSON("/health/ready", http.StatusServiceUnavailable, nil)
 		in.getJSON("/health", http.StatusServiceUnavailable, nil)
 		start := time.Now()
-		resp, err := http.Post(in.base+"/api/v1/jobs", "application/json", strings.NewReader(`{"type":"echo"}`))
+		resp, err := apiPost(in.base+"/api/v1/jobs", `{"type":"echo"}`)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -89,6 +89,23 @@ type Config struct {
 	ThroughputWindow time.Duration
 	// WorkerMaxRSS, in bytes, recycles the worker between tasks; 0 turns it off.
 	WorkerMaxRSS int64
+	// APITokens guard POST /api/v1/jobs, GET /api/v1/queues and GET /api/v1/schedules;
+	// several allow rotation. Empty: those routes are 404, except in trial mode.
+	APITokens []string
+	// DemoTasks is "true", "false", or "" (true only in trial mode, with the embedded
+	// Redis): whether the demonstration kinds (echo, batch:count) are registered.
+	DemoTasks string
+	// UploadRate is how many uploads (and other rate-limited requests) one client may
+	// make per minute, with a burst of the same size.
+	UploadRate int
+	// TrustProxy takes the client address from the last X-Forwarded-For hop, the one
+	// the platform's router added; otherwise from the connection.
+	TrustProxy bool
+	// ImageMemoryBudget, in bytes, bounds the memory image decodes hold at once in one
+	// worker process.
+	ImageMemoryBudget int64
+	// KeepOriginals keeps an upload after its thumbnails are made (until retention).
+	KeepOriginals bool
 	// Schedules are the periodic jobs of SCHEDULE, checked for shape here; their cron
 	// specs, types and payloads are checked by the host, which knows the task kinds.
 	Schedules []ScheduleEntry
@@ -271,6 +288,24 @@ var settings = []Setting{
 			c.WorkerMaxRSS, err = parseBytes(v)
 			return err
 		}},
+	{Name: "API_TOKEN", Default: "", Secret: true, Description: "Bearer token(s), comma-separated for rotation, for `POST /api/v1/jobs`, `GET /api/v1/queues` and `GET /api/v1/schedules`. Unset: those routes are 404, except in trial mode (no `REDIS_URL`), where they are open.",
+		set: func(c *Config, v string) error { c.APITokens = splitTokens(v); return nil }},
+	{Name: "DEMO_TASKS", Default: "", Description: "`true` registers the demonstration task kinds `echo` and `batch:count`; `false` does not. Unset: true only in trial mode.",
+		set: func(c *Config, v string) error {
+			c.DemoTasks = v
+			if v == "" {
+				return nil
+			}
+			return oneOf(v, "true", "false")
+		}},
+	{Name: "UPLOAD_RATE", Default: "30", Description: "Uploads per minute per client on `POST /api/v1/images` (and app routes behind `h.RateLimit`), with a burst of as many, counted in Redis across every instance (GCRA); past it, 429 with `Retry-After` (1-10000).",
+		set: func(c *Config, v string) (err error) { c.UploadRate, err = parseIntRange(v, 1, 10000); return err }},
+	{Name: "TRUST_PROXY", Default: "false", Description: "Take the client address for rate limits from the last `X-Forwarded-For` hop (the one the platform's router added), as behind Heroku, Render, Fly or Azure's front end. Leave false when clients reach the app directly.",
+		set: func(c *Config, v string) (err error) { c.TrustProxy, err = strconv.ParseBool(v); return err }},
+	{Name: "IMAGE_MEMORY_BUDGET", Default: "256MiB", Description: "Memory the image decodes of one worker process may hold at once; a task waits for its share, and an image needing more than all of it fails at once.",
+		set: func(c *Config, v string) (err error) { c.ImageMemoryBudget, err = parseBytes(v); return err }},
+	{Name: "KEEP_ORIGINALS", Default: "false", Description: "Keep an upload after its thumbnails are made (it is deleted then, or when its job fails for good, by default). Either way blobs expire with `JOB_RETENTION`.",
+		set: func(c *Config, v string) (err error) { c.KeepOriginals, err = strconv.ParseBool(v); return err }},
 	{Name: "SCHEDULE", Default: "", Description: "Periodic jobs, a JSON array of `{\"name\",\"cron\",\"type\",\"payload\",\"queue\",\"skip_if_running\",\"catch_up\"}`; `cron` is 5-field cron, `@hourly`-style, or `@every 15m`, with an optional `CRON_TZ=`/`TZ=` prefix (UTC without one). See Periodic work.",
 		set: func(c *Config, v string) (err error) { c.Schedules, err = parseSchedules(v); return err }},
 	{Name: "SCHEDULE_GRACE", Default: "1m", Description: "How long after its time a tick may have no started job before the `schedule` check turns Degraded.",
@@ -349,11 +384,18 @@ func MarkdownTable() string {
 	return b.String()
 }
 
-// Redacted returns a Redis or blob URL with its password replaced by "xxxxx", for logs.
+// Redacted returns a Redis or blob URL with its secret replaced by "xxxxx", for logs:
+// the password, or a lone user name, which some providers use as the password
+// (redis://SECRET@host).
 func Redacted(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "(unparseable URL)"
+	}
+	if u.User != nil {
+		if _, hasPassword := u.User.Password(); !hasPassword && u.User.Username() != "" {
+			u.User = url.User("xxxxx")
+		}
 	}
 	return u.Redacted()
 }
@@ -534,6 +576,23 @@ func checkRedisURL(v string) error {
 		return fmt.Errorf("scheme %q is not one of redis, rediss, unix", u.Scheme)
 	}
 	return nil
+}
+
+// splitTokens splits comma-separated tokens, dropping empty ones.
+func splitTokens(v string) []string {
+	var out []string
+	for t := range strings.SplitSeq(v, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// DemoTasksOn reports whether the demonstration task kinds are on: DEMO_TASKS, or,
+// when unset, trial mode (no REDIS_URL).
+func (c Config) DemoTasksOn(trial bool) bool {
+	return c.DemoTasks == "true" || (c.DemoTasks == "" && trial)
 }
 
 // maxSchedules bounds SCHEDULE's entries.

@@ -34,7 +34,7 @@ func TestDefaults(t *testing.T) {
 		WorkerStaleAfter: 5 * time.Minute, QueueLatencyWarn: time.Minute, QueueLatencyFail: 5 * time.Minute,
 		WorkerExitPolicy: PolicyExit, WorkerMaxRestarts: 5, WorkerRestartWindow: 5 * time.Minute,
 		HangGrace: 30 * time.Second, DegradedRatio: 0.1, DegradedFor: 5 * time.Minute, ThroughputWindow: time.Minute,
-		ScheduleGrace: time.Minute,
+		ScheduleGrace: time.Minute, UploadRate: 30, ImageMemoryBudget: 256 << 20,
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
@@ -54,7 +54,8 @@ func TestValues(t *testing.T) {
 		"QUEUE_LATENCY_WARN": "10s", "QUEUE_LATENCY_FAIL": "20s", "ADMIN_TOKEN": "t0k",
 		"WORKER_EXIT_POLICY": "restart", "WORKER_MAX_RESTARTS": "20", "WORKER_RESTART_WINDOW": "1m",
 		"HANG_GRACE": "2s", "DEGRADED_RATIO": "0.25", "DEGRADED_FOR": "10s", "THROUGHPUT_WINDOW": "1s",
-		"WORKER_MAX_RSS": "256MiB", "SCHEDULE_GRACE": "5s",
+		"WORKER_MAX_RSS": "256MiB", "SCHEDULE_GRACE": "5s", "API_TOKEN": " new-token, old-token,",
+		"DEMO_TASKS": "true", "TRUST_PROXY": "true", "KEEP_ORIGINALS": "true",
 		"SCHEDULE": `[{"name":"refresh","cron":"*/15 * * * *","type":"feeds:refresh","payload":{"all":true},"queue":"low"},
 			{"cron":"@every 1s","type":"echo","skip_if_running":true,"catch_up":false}]`,
 	}))
@@ -72,7 +73,8 @@ func TestValues(t *testing.T) {
 		WorkerStaleAfter:  90 * time.Second, QueueLatencyWarn: 10 * time.Second, QueueLatencyFail: 20 * time.Second,
 		AdminToken: "t0k", WorkerExitPolicy: PolicyRestart, WorkerMaxRestarts: 20, WorkerRestartWindow: time.Minute,
 		HangGrace: 2 * time.Second, DegradedRatio: 0.25, DegradedFor: 10 * time.Second, ThroughputWindow: time.Second,
-		WorkerMaxRSS: 256 << 20, ScheduleGrace: 5 * time.Second,
+		WorkerMaxRSS: 256 << 20, ScheduleGrace: 5 * time.Second, UploadRate: 30, ImageMemoryBudget: 256 << 20,
+		APITokens: []string{"new-token", "old-token"}, DemoTasks: "true", TrustProxy: true, KeepOriginals: true,
 		Schedules: []ScheduleEntry{
 			{Name: "refresh", Cron: "*/15 * * * *", Type: "feeds:refresh", Payload: json.RawMessage(`{"all":true}`), Queue: "low"},
 			{Name: "echo", Cron: "@every 1s", Type: "echo", SkipIfRunning: true, CatchUp: new(false)},
@@ -164,10 +166,20 @@ func TestEnvRoundTrip(t *testing.T) {
 	}
 }
 
+// TestRedacted: a URL's secret never reaches a log, in the password slot or, alone,
+// in the user slot.
 func TestRedacted(t *testing.T) {
 	t.Parallel()
-	if got := Redacted("redis://user:pw@host:6379/0"); strings.Contains(got, "pw@") {
-		t.Errorf("Redacted = %q", got)
+	for raw, want := range map[string]string{
+		"redis://user:pw@host:6379/0": "redis://user:xxxxx@host:6379/0",
+		"redis://SECRET@host:6379":    "redis://xxxxx@host:6379",
+		"rediss://:s3cr3t@host:6380":  "rediss://:xxxxx@host:6380",
+		"redis://host:6379/1":         "redis://host:6379/1",
+		"unix:///run/redis.sock?db=2": "unix:///run/redis.sock?db=2",
+	} {
+		if got := Redacted(raw); got != want {
+			t.Errorf("Redacted(%q) = %q, want %q", raw, got, want)
+		}
 	}
 }
 

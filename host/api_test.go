@@ -48,6 +48,7 @@ func referenceApp(h *host.Host) {
 func newFixture(tb testing.TB, r *storagetest.Redis) *fixture {
 	tb.Helper()
 	a := hosttest.Start(tb, referenceApp, map[string]string{"REDIS_URL": r.URL(), "MAX_UPLOAD_BYTES": "64KiB",
+		"API_TOKEN": testToken, "DEMO_TASKS": "true",
 		"THUMBNAIL_SIZES": "100", "QUEUES": "default=3,low=1"}, hosttest.Options{WebOnly: true})
 	f := &fixture{rdb: a.Web.Redis(), bucket: a.Web.Bucket(), redis: r}
 	f.srv.URL = a.URL
@@ -244,6 +245,7 @@ func mustReq(tb testing.TB, method, url, ct string, body io.Reader) *http.Reques
 	if err != nil {
 		tb.Fatal(err)
 	}
+	req.Header.Set("Authorization", "Bearer "+testToken)
 	if ct != "" {
 		req.Header.Set("Content-Type", ct)
 	}
@@ -289,8 +291,7 @@ func TestAcceptedWork(t *testing.T) {
 		t.Errorf("file GET: %d %s", fr.StatusCode, fr.Header.Get("Content-Type"))
 	}
 
-	resp, err = http.Post(f.srv.URL+"/api/v1/jobs", "application/json",
-		strings.NewReader(`{"type":"echo","payload":{"message":"later"},"queue":"low","process_in":"1h","max_retry":2,"timeout":30,"unique_for":"10m"}`))
+	resp, err = apiPost(f.srv.URL+"/api/v1/jobs", `{"type":"echo","payload":{"message":"later"},"queue":"low","process_in":"1h","max_retry":2,"timeout":30,"unique_for":"10m"}`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,8 +314,7 @@ func TestAcceptedWork(t *testing.T) {
 
 	// The same job again within unique_for: 409, and no second record.
 	before, _ := f.rdb.Keys(ctx, "shoestring:job:*").Result()
-	resp, _ = http.Post(f.srv.URL+"/api/v1/jobs", "application/json",
-		strings.NewReader(`{"type":"echo","payload":{"message":"later"},"queue":"low","unique_for":"10m"}`))
+	resp, _ = apiPost(f.srv.URL+"/api/v1/jobs", `{"type":"echo","payload":{"message":"later"},"queue":"low","unique_for":"10m"}`)
 	resp.Body.Close()
 	after, _ := f.rdb.Keys(ctx, "shoestring:job:*").Result()
 	if resp.StatusCode != http.StatusConflict || len(after) != len(before) {

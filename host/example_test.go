@@ -188,7 +188,9 @@ func ExampleHost_Schedule() {
 	a, stop := runApp(app)
 	defer stop()
 
-	resp, err := http.Get(a.URL + "/api/v1/schedules")
+	req, _ := http.NewRequest(http.MethodGet, a.URL+"/api/v1/schedules", nil)
+	req.Header.Set("Authorization", "Bearer "+exampleToken) // API_TOKEN
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -229,16 +231,22 @@ func runApp(app func(*host.Host)) (a *hosttest.App, stop func()) {
 	if err != nil {
 		panic(err)
 	}
-	a, err = hosttest.Run(app, map[string]string{"REDIS_URL": emb.URL()})
+	a, err = hosttest.Run(app, map[string]string{"REDIS_URL": emb.URL(), "API_TOKEN": exampleToken})
 	if err != nil {
 		panic(err)
 	}
 	return a, func() { a.Stop(); emb.Stop() }
 }
 
-// postJSON sends body as JSON and returns "STATUS BODY".
+// exampleToken is the API_TOKEN the examples run with.
+const exampleToken = "example-token"
+
+// postJSON sends body as JSON with the API token and returns "STATUS BODY".
 func postJSON(url, body string) string {
-	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+exampleToken)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err.Error()
 	}

@@ -68,13 +68,17 @@ type deps struct {
 	bucket *blob.Bucket
 	jobs   *storage.Jobs
 	queue  *asynq.Client
+	// kinds are the kinds this run serves (DEMO_TASKS may leave some out); trial is
+	// combined mode on the embedded Redis.
+	kinds map[string]*kind
+	trial bool
 }
 
 // New returns a Host with no task kinds, routes or checks of its own.
 func New() *Host {
 	r := mux.NewRouter()
 	r.NotFoundHandler = web.NotFound
-	r.MethodNotAllowedHandler = web.MethodNotAllowed
+	r.MethodNotAllowedHandler = web.MethodNotAllowedFor(r)
 	return &Host{kinds: make(map[string]*kind), router: r}
 }
 

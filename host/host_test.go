@@ -83,9 +83,32 @@ func getJSON(tb testing.TB, url string, want int, v any) {
 	}
 }
 
+// testToken is the API_TOKEN the tests' apps run with; post and apiPost send it.
+const testToken = "test-token"
+
+// apiPost posts body as JSON with the test token.
+func apiPost(url, body string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	return http.DefaultClient.Do(req)
+}
+
+// post sends body with content type ct and the test token.
 func post(tb testing.TB, url, ct, body string) (int, map[string]any) {
 	tb.Helper()
-	resp, err := http.Post(url, ct, strings.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if ct != "" {
+		req.Header.Set("Content-Type", ct)
+	}
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -121,7 +144,7 @@ func waitCompleted(tb testing.TB, base, id string) storage.Job {
 func TestUserApp(t *testing.T) {
 	t.Parallel()
 	r := storagetest.StartRedis(t)
-	a := hosttest.Start(t, greetApp, map[string]string{"REDIS_URL": r.URL(), "HEALTH_DETAILS": "always",
+	a := hosttest.Start(t, greetApp, map[string]string{"REDIS_URL": r.URL(), "API_TOKEN": testToken, "HEALTH_DETAILS": "always",
 		"MAX_UPLOAD_BYTES": "1KiB"})
 
 	// The user's route enqueues a typed task that completes with the handler's result,
@@ -229,7 +252,7 @@ func TestEnqueueErrors(t *testing.T) {
 	}
 
 	r := storagetest.StartRedis(t)
-	a := hosttest.Start(t, greetApp, map[string]string{"REDIS_URL": r.URL()}, hosttest.Options{WebOnly: true})
+	a := hosttest.Start(t, greetApp, map[string]string{"REDIS_URL": r.URL(), "API_TOKEN": testToken}, hosttest.Options{WebOnly: true})
 	ctx := context.Background()
 	var ie *host.InvalidError
 	if _, err := a.Web.Enqueue(ctx, greet{}); !errors.As(err, &ie) || ie.Msg != "name must not be empty" {
@@ -271,7 +294,7 @@ func (unregistered) Kind() string { return "test:unregistered" }
 func TestWorkerRefusesInvalidPayload(t *testing.T) {
 	t.Parallel()
 	r := storagetest.StartRedis(t)
-	a := hosttest.Start(t, greetApp, map[string]string{"REDIS_URL": r.URL()})
+	a := hosttest.Start(t, greetApp, map[string]string{"REDIS_URL": r.URL(), "API_TOKEN": testToken})
 	client := asynq.NewClientFromRedisClient(r.Client(t))
 	for id, payload := range map[string]string{"empty-name": `{"name":""}`, "extra-field": `{"name":"x","age":1}`} {
 		if _, err := client.Enqueue(asynq.NewTask("test:greet", []byte(payload)), asynq.TaskID(id), asynq.Queue("low"), asynq.MaxRetry(5)); err != nil {
@@ -407,4 +430,22 @@ func TestBuiltinCheckNamePanics(t *testing.T) {
 	mustPanic(t, `health check "redis" has the name of a built-in check`, func() {
 		_ = h.Run(context.Background(), []string{"app", "web"}, func(k string) string { return env[k] }, io.Discard, io.Discard)
 	})
+}
+
+// getJSONAuth GETs url with the test token, wants 200, and decodes into v.
+func getJSONAuth(tb testing.TB, url string, v any) {
+	tb.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		tb.Fatalf("GET %s: %d", url, resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		tb.Fatal(err)
+	}
 }

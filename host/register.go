@@ -38,6 +38,8 @@ type kind struct {
 	// the Args type it was written for.
 	before     func(ctx context.Context, args Args) error
 	beforeType reflect.Type
+	// demo kinds exist only when DEMO_TASKS is on (DemoTask).
+	demo bool
 }
 
 var kindRe = regexp.MustCompile(`^[A-Za-z0-9:._-]{1,128}$`)
@@ -215,6 +217,23 @@ func BeforeEnqueue[A Args](check func(ctx context.Context, args A) error) TaskOp
 		k.beforeType = reflect.TypeFor[A]()
 		k.before = func(ctx context.Context, args Args) error { return check(ctx, args.(A)) }
 	})
+}
+
+// DemoTask marks a kind as a demonstration, registered only when DEMO_TASKS is true
+// (by default, only in trial mode, with the embedded Redis): tasks anyone could use
+// to keep workers busy have no place on a public deployment.
+func DemoTask() TaskOption { return taskOption(func(k *kind) { k.demo = true }) }
+
+// activeKinds returns the kinds this run serves: all, less the demonstration kinds
+// unless demo is on.
+func (h *Host) activeKinds(demo bool) map[string]*kind {
+	active := make(map[string]*kind, len(h.kinds))
+	for name, k := range h.kinds {
+		if !k.demo || demo {
+			active[name] = k
+		}
+	}
+	return active
 }
 
 // InvalidError says which field of a job is wrong and why: what Validate and

@@ -111,24 +111,36 @@ func (h *Host) Run(ctx context.Context, args []string, getenv func(string) strin
 		return err
 	}
 	h.checkRoutes(cfg.HealthPath)
-	schedules, err := h.resolveSchedules(cfg)
+	trial := mode == "serve" && cfg.RedisURL == ""
+	kinds := h.activeKinds(cfg.DemoTasksOn(trial))
+	schedules, err := h.resolveSchedules(cfg, kinds)
 	if err != nil {
 		return err
 	}
+	rs := runSpec{cfg: cfg, kinds: kinds, trial: trial, schedules: schedules}
 	proc := "web"
 	if mode == "worker" {
 		proc = "worker"
 	}
-	logger := newLogger(cfg, stdout).With("proc", proc)
-	redis.SetLogger(storage.RedisLogger{L: logger.With("component", "go-redis")})
+	rs.logger = newLogger(cfg, stdout).With("proc", proc)
+	redis.SetLogger(storage.RedisLogger{L: rs.logger.With("component", "go-redis")})
 	switch mode {
 	case "web":
-		return h.runWeb(ctx, cfg, logger, schedules, nil)
+		return h.runWeb(ctx, rs, nil)
 	case "worker":
-		return h.runWorker(ctx, cfg, logger, schedules, getenv)
+		return h.runWorker(ctx, rs, getenv)
 	default:
-		return h.runServe(ctx, cfg, logger, schedules, getenv, stdout, stderr)
+		return h.runServe(ctx, rs, getenv, stdout, stderr)
 	}
+}
+
+// runSpec is what one Run decided before starting its mode.
+type runSpec struct {
+	cfg       config.Config
+	logger    *slog.Logger
+	kinds     map[string]*kind // the kinds this run serves
+	trial     bool             // combined mode on the embedded Redis
+	schedules []*scheduled
 }
 
 // withDotenv returns a getenv that falls back to the values in the .env file at path

@@ -99,13 +99,17 @@ func NoCatchUp() EnqueueOption {
 // against the registered kinds. A bad programmatic schedule panics (the program is
 // wrong); every problem of SCHEDULE, and every kind whose default queue QUEUES lacks,
 // is returned at once as a *config.Error.
-func (h *Host) resolveSchedules(cfg config.Config) ([]*scheduled, error) {
-	all := slices.Clone(h.schedules)
-	for _, e := range all {
-		k, ok := h.kinds[e.kind]
+func (h *Host) resolveSchedules(cfg config.Config, kinds map[string]*kind) ([]*scheduled, error) {
+	var all []*scheduled
+	for _, e := range h.schedules {
+		k, ok := kinds[e.kind]
+		if !ok && h.kinds[e.kind] != nil {
+			continue // a demonstration kind, off in this run: so is its schedule
+		}
 		if !ok {
 			panic(fmt.Sprintf("host: Schedule %q: kind %q is not registered", e.name, e.kind))
 		}
+		all = append(all, e)
 		if !scheduleNameRe(e.name) {
 			panic(fmt.Sprintf("host: Schedule: name %q must be 1-100 letters, digits or \":._-\"", e.name))
 		}
@@ -130,9 +134,9 @@ func (h *Host) resolveSchedules(cfg config.Config) ([]*scheduled, error) {
 		if err != nil {
 			bad("cron %v", err)
 		}
-		k, ok := h.kinds[c.Type]
+		k, ok := kinds[c.Type]
 		if !ok {
-			bad("unknown type %q (registered: %v)", c.Type, h.kindNames())
+			bad("unknown type %q (registered: %v; demonstration kinds need DEMO_TASKS=true)", c.Type, h.kindNames())
 		} else if _, _, err := k.prepare(c.Payload); err != nil {
 			bad("%v", err)
 		}
@@ -328,7 +332,7 @@ func (tk *ticker) scheduleViews(ctx context.Context) ([]web.ScheduleView, error)
 			return nil, fmt.Errorf("%w: %v", task.ErrUnavailable, err)
 		}
 		v := web.ScheduleView{Name: e.name, Cron: e.spec.String(), Type: e.kind,
-			Queue:         cmp.Or(e.opts.queue, cmp.Or(tk.h.kinds[e.kind].defaults.queue, defaultQueue(tk.d.cfg.Queues))),
+			Queue:         cmp.Or(e.opts.queue, cmp.Or(tk.d.kinds[e.kind].defaults.queue, defaultQueue(tk.d.cfg.Queues))),
 			SkipIfRunning: e.skipIfRunning, CatchUp: e.catchUp, LastJobID: st.LastJobID}
 		if n := e.spec.Next(now); !n.IsZero() {
 			v.NextRunAt = &n

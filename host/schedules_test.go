@@ -3,7 +3,6 @@ package host_test
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -36,7 +35,7 @@ func TestCatchUpMissedTick(t *testing.T) {
 		h.Schedule("@every 1h", demo.Echo{Message: "hourly"}, host.ScheduleName("known"))
 		h.Schedule("@every 1h", demo.Echo{Message: "hourly"}, host.ScheduleName("known-nocatchup"), host.NoCatchUp())
 		h.Schedule("@every 1h", demo.Echo{Message: "hourly"}, host.ScheduleName("new"))
-	}, map[string]string{"REDIS_URL": r.URL()}, hosttest.Options{WebOnly: true})
+	}, map[string]string{"REDIS_URL": r.URL(), "API_TOKEN": testToken, "DEMO_TASKS": "true"}, hosttest.Options{WebOnly: true})
 	tick := time.Now().Truncate(time.Hour).Unix()
 	jobs := storage.NewJobs(r.Client(t), time.Hour)
 	var j storage.Job
@@ -61,7 +60,7 @@ func TestCatchUpMissedTick(t *testing.T) {
 			NextRunAt *time.Time `json:"next_run_at"`
 		}
 	}
-	getJSON(t, a.URL+"/api/v1/schedules", http.StatusOK, &list)
+	getJSONAuth(t, a.URL+"/api/v1/schedules", &list)
 	if len(list.Schedules) != 3 || list.Schedules[0].LastJobID != fmt.Sprintf("known@%d", tick) ||
 		list.Schedules[0].LastState != "pending" || list.Schedules[2].NextRunAt == nil {
 		t.Errorf("schedules = %+v", list.Schedules)
@@ -78,7 +77,7 @@ func TestOverlap(t *testing.T) {
 		demo.Register(h)
 		h.Schedule("@every 1s", demo.Echo{SleepMS: 2500}, host.ScheduleName("slow-skip"), host.SkipIfRunning(), host.NoCatchUp())
 		h.Schedule("@every 1s", demo.Echo{SleepMS: 2500}, host.ScheduleName("slow-run"), host.NoCatchUp())
-	}, map[string]string{"REDIS_URL": r.URL()})
+	}, map[string]string{"REDIS_URL": r.URL(), "DEMO_TASKS": "true"})
 	store := storage.NewSchedules(r.Client(t))
 	jobs := storage.NewJobs(r.Client(t), time.Hour)
 	waitFor(t, 10*time.Second, func() bool {
@@ -113,7 +112,7 @@ func TestScheduleProgrammingErrors(t *testing.T) {
 		h.Schedule("@daily", demo.Echo{})
 	})
 	r := storagetest.StartRedis(t)
-	env := map[string]string{"REDIS_URL": r.URL(), "PORT": "0", "BLOB_URL": "mem://"}
+	env := map[string]string{"REDIS_URL": r.URL(), "PORT": "0", "BLOB_URL": "mem://", "DEMO_TASKS": "true"}
 	getenv := func(k string) string { return env[k] }
 	mustPanic(t, `kind "echo" is not registered`, func() {
 		h := host.New()

@@ -34,7 +34,8 @@ func stopTimeouts(total time.Duration) (drain, kill time.Duration) {
 // open connects what every mode shares (the Redis client, the blob store, the job
 // records and the asynq client), publishes them to the accessors, and returns a func
 // that closes them.
-func (h *Host) open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*deps, func(), error) {
+func (h *Host) open(ctx context.Context, rs runSpec) (*deps, func(), error) {
+	cfg, logger := rs.cfg, rs.logger
 	rdb, err := storage.OpenRedis(cfg.RedisURL, cfg.RedisTLSSkipVerify)
 	if err != nil {
 		return nil, nil, err
@@ -53,7 +54,7 @@ func (h *Host) open(ctx context.Context, cfg config.Config, logger *slog.Logger)
 		rdb.Close()
 		return nil, nil, err
 	}
-	d := &deps{cfg: cfg, logger: logger, rdb: rdb, bucket: bucket,
+	d := &deps{cfg: cfg, logger: logger, rdb: rdb, bucket: bucket, kinds: rs.kinds, trial: rs.trial,
 		jobs: storage.NewJobs(rdb, cfg.JobRetention), queue: asynq.NewClientFromRedisClient(rdb)}
 	// The accessors keep answering with d after it is closed: a handler still running
 	// then gets "client is closed" from Redis, never a nil client.
@@ -66,7 +67,8 @@ func (h *Host) open(ctx context.Context, cfg config.Config, logger *slog.Logger)
 
 // runServe is combined mode: the HTTP tier, and one supervised child worker: this same
 // binary re-executed as "worker", so it has the same registrations.
-func (h *Host) runServe(ctx context.Context, cfg config.Config, logger *slog.Logger, schedules []*scheduled, getenv func(string) string, stdout, stderr io.Writer) error {
+func (h *Host) runServe(ctx context.Context, rs runSpec, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, logger := rs.cfg, rs.logger
 	redisURL := cfg.RedisURL
 	if redisURL == "" {
 		emb, err := storage.StartEmbedded()
@@ -79,6 +81,7 @@ func (h *Host) runServe(ctx context.Context, cfg config.Config, logger *slog.Log
 			"do NOT survive a restart. Set REDIS_URL for anything but trying shoestring out.")
 	}
 	cfg.RedisURL = redisURL
+	rs.cfg = cfg
 
 	exe, err := os.Executable()
 	if err != nil {
@@ -87,6 +90,10 @@ func (h *Host) runServe(ctx context.Context, cfg config.Config, logger *slog.Log
 	_, kill := stopTimeouts(cfg.ShutdownTimeout)
 	env := append(os.Environ(), config.Env(getenv)...)
 	env = append(env, "REDIS_URL="+redisURL, envParentPID+"="+strconv.Itoa(os.Getpid()))
+	if rs.trial && cfg.DemoTasks == "" {
+		// The child sees a REDIS_URL; it must still serve the kinds of trial mode.
+		env = append(env, "DEMO_TASKS=true")
+	}
 	svLog := logger.With("component", "supervisor")
 	hostname, _ := os.Hostname()
 	sv := &worker.Supervision{
@@ -98,7 +105,7 @@ func (h *Host) runServe(ctx context.Context, cfg config.Config, logger *slog.Log
 		Policy: cfg.WorkerExitPolicy, MaxRestarts: cfg.WorkerMaxRestarts, Window: cfg.WorkerRestartWindow,
 		StaleAfter: 3 * worker.HeartbeatTTL, RecycleGrace: cfg.ShutdownTimeout, Logger: svLog,
 	}
-	return h.runWeb(ctx, cfg, logger, schedules, sv)
+	return h.runWeb(ctx, rs, sv)
 }
 
 // errRecycled ends a process recycled through /admin/recycle: a non-zero exit, so that
@@ -107,21 +114,25 @@ var errRecycled = errors.New("recycled on request (POST /admin/recycle); exiting
 
 // runWeb runs the HTTP tier; with sv, also the child worker it supervises. It returns
 // nil after a requested stop, or an error when the child died and sv gave up on it.
-func (h *Host) runWeb(ctx context.Context, cfg config.Config, logger *slog.Logger, schedules []*scheduled, sv *worker.Supervision) error {
+func (h *Host) runWeb(ctx context.Context, rs runSpec, sv *worker.Supervision) error {
+	cfg, logger := rs.cfg, rs.logger
 	if cfg.RedisURL == "" {
 		return &usageError{"web needs REDIS_URL: the embedded Redis lives only in combined mode (serve)"}
 	}
-	d, closeDeps, err := h.open(ctx, cfg, logger)
+	d, closeDeps, err := h.open(ctx, rs)
 	if err != nil {
 		return err
 	}
 	defer closeDeps()
 
-	tk := h.newTicker(d, schedules)
+	tk := h.newTicker(d, rs.schedules)
 	if err := tk.Start(ctx); err != nil {
 		return err
 	}
 	defer tk.Stop()
+	if rs.trial && len(cfg.APITokens) == 0 {
+		logger.Warn("trial mode: POST /api/v1/jobs, GET /api/v1/queues and GET /api/v1/schedules are open to anyone; set API_TOKEN to require a token")
+	}
 	beats := storage.NewHeartbeats(d.rdb)
 	inspector := asynq.NewInspectorFromRedisClient(d.rdb)
 	started := time.Now()
@@ -148,6 +159,9 @@ func (h *Host) runWeb(ctx context.Context, cfg config.Config, logger *slog.Logge
 		HealthPath:   cfg.HealthPath,
 		Admin:        admin,
 		Queues:       cfg.Queues,
+		FileMaxAge:   cfg.JobRetention,
+		APITokens:    cfg.APITokens,
+		APIOpen:      rs.trial,
 		App:          h.router,
 		MaxBodyBytes: cfg.MaxUploadBytes,
 	})}
@@ -236,7 +250,11 @@ func (t *httpTier) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on port %d: %w", t.port, err)
 	}
-	t.srv = &http.Server{Handler: t.handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	// ReadTimeout cuts off a body trickled in slowly (the upload route extends its own
+	// deadline while data arrives at a useful rate); WriteTimeout bounds a handler and
+	// its response (file downloads extend theirs by the file's size).
+	t.srv = &http.Server{Handler: t.handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute}
 	t.serveErr = make(chan error, 1)
 	go func() {
 		if err := t.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -338,17 +356,18 @@ func backlogFunc(ins *asynq.Inspector, queues map[string]int) health.BacklogFunc
 
 // runWorker is the worker alone: the combined-mode child, or a worker process of a
 // split deployment. It serves every registered kind.
-func (h *Host) runWorker(ctx context.Context, cfg config.Config, logger *slog.Logger, schedules []*scheduled, getenv func(string) string) error {
+func (h *Host) runWorker(ctx context.Context, rs runSpec, getenv func(string) string) error {
+	cfg, logger := rs.cfg, rs.logger
 	if cfg.RedisURL == "" {
 		return &usageError{"worker needs REDIS_URL: the embedded Redis lives only in combined mode (serve)"}
 	}
-	d, closeDeps, err := h.open(ctx, cfg, logger)
+	d, closeDeps, err := h.open(ctx, rs)
 	if err != nil {
 		return err
 	}
 	defer closeDeps()
 	// A deployment of only workers still ticks: every process enqueues the due ticks.
-	tk := h.newTicker(d, schedules)
+	tk := h.newTicker(d, rs.schedules)
 	if err := tk.Start(ctx); err != nil {
 		return err
 	}
@@ -370,7 +389,7 @@ func (h *Host) runWorker(ctx context.Context, cfg config.Config, logger *slog.Lo
 			},
 		},
 	}, d.rdb, logger)
-	for name, k := range h.kinds {
+	for name, k := range d.kinds {
 		w.Handle(name, k.handler)
 	}
 	ppid, err := strconv.Atoi(getenv(envParentPID))

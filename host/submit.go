@@ -86,7 +86,7 @@ func (h *Host) submit(ctx context.Context, r task.Request) (storage.Job, error) 
 // submitTo validates and enqueues one job on d: the path POST /api/v1/jobs, Enqueue and
 // the schedules share. It returns the new job's record. Errors are Enqueue's.
 func (h *Host) submitTo(ctx context.Context, d *deps, r task.Request) (storage.Job, error) {
-	k, ok := h.kinds[r.Kind]
+	k, ok := d.kinds[r.Kind]
 	if !ok {
 		// The registered kinds are not listed: the caller may be anyone on the internet.
 		return storage.Job{}, fmt.Errorf("%w %q", task.ErrUnknownType, r.Kind)

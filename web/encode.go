@@ -97,6 +97,12 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 		ie  *task.InvalidError
 		mbe *http.MaxBytesError
 	)
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		// The client went away: nobody reads the answer, and it is not our failure.
+		loggerFrom(r.Context()).DebugContext(r.Context(), "client gone", "method", r.Method, "path", r.URL.Path)
+		w.WriteHeader(499) // nginx's "client closed request", for the request log
+		return
+	}
 	body := errorBody{Error: err.Error()}
 	status := http.StatusInternalServerError
 	switch {

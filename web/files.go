@@ -2,7 +2,10 @@ package web
 
 import (
 	"fmt"
+	"mime"
 	"net/http"
+	"path"
+	"time"
 	"regexp"
 	"strings"
 
@@ -38,10 +41,19 @@ func handleFileGet(d Deps) http.Handler {
 			return
 		}
 		defer rd.Close()
-		w.Header().Set("Content-Type", rd.ContentType())
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		// Keys are never reused: a job id is random and a thumbnail is made once.
-		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+		// A big file to a slow client needs longer than the server's WriteTimeout:
+		// 60 s plus a second per 32 KiB.
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(60*time.Second + time.Duration(rd.Size()>>15)*time.Second))
+		hd := w.Header()
+		hd.Set("Content-Type", rd.ContentType())
+		// Whatever an app stored, it is served as data, never as a page of this origin:
+		// no sniffing, no scripts, no plugins, no same-origin access (sandbox).
+		hd.Set("X-Content-Type-Options", "nosniff")
+		hd.Set("Content-Security-Policy", "default-src 'none'; sandbox")
+		hd.Set("Content-Disposition", mime.FormatMediaType("inline", map[string]string{"filename": path.Base(key)}))
+		// Cached no longer than the blob lives: it expires with its job's retention.
+		left := d.FileMaxAge - time.Since(rd.ModTime())
+		hd.Set("Cache-Control", fmt.Sprintf("public, max-age=%d", max(int64(left/time.Second), 0)))
 		http.ServeContent(w, r, "", rd.ModTime(), rd)
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"mime"
 	"net/http"
 	"regexp"
 	"time"
@@ -52,6 +53,11 @@ func durationOrInvalid(d duration) time.Duration {
 // {"type","payload","queue"?,"process_in"?,"max_retry"?,"timeout"?,"unique_for"?}.
 func handleJobCreate(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// JSON only: a form or text/plain body is what a cross-site form can send.
+		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+			WriteError(w, r, &Error{Status: http.StatusUnsupportedMediaType, Msg: "Content-Type must be application/json"})
+			return
+		}
 		var req jobRequest
 		if err := DecodeJSON(w, r, &req); err != nil {
 			WriteError(w, r, err)

@@ -2,8 +2,11 @@ package web
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/gorilla/mux"
+
+	"github.com/shoestring-go/shoestring/health"
 )
 
 // HostPaths are the paths the host's own routes live under (the health base path
@@ -22,7 +25,7 @@ func addRoutes(d Deps) http.Handler {
 	if d.App != nil {
 		r.NotFoundHandler = limitBody(d.MaxBodyBytes, d.App)
 	}
-	r.MethodNotAllowedHandler = MethodNotAllowed
+	r.MethodNotAllowedHandler = MethodNotAllowedFor(r)
 
 	get := []string{http.MethodGet, http.MethodHead}
 	hp := d.HealthPath
@@ -44,21 +47,55 @@ func addRoutes(d Deps) http.Handler {
 		r.Handle("/admin/status", d.Admin.Status()).Methods(get...)
 	}
 
-	r.Handle("/api/v1/jobs", handleJobCreate(d)).Methods(http.MethodPost)
+	// The job id is a capability (130 random bits): GET /api/v1/jobs/{id} needs no token.
 	r.Handle("/api/v1/jobs/{id}", handleJobGet(d)).Methods(get...)
 	r.Handle("/api/v1/files/{key:.+}", handleFileGet(d)).Methods(get...)
-	r.Handle("/api/v1/queues", handleQueues(d)).Methods(get...)
-	r.Handle("/api/v1/schedules", handleSchedules(d)).Methods(get...)
+	if len(d.APITokens) > 0 || d.APIOpen {
+		r.Handle("/api/v1/jobs", requireToken(d.APITokens, handleJobCreate(d))).Methods(http.MethodPost)
+		r.Handle("/api/v1/queues", requireToken(d.APITokens, handleQueues(d))).Methods(get...)
+		r.Handle("/api/v1/schedules", requireToken(d.APITokens, handleSchedules(d))).Methods(get...)
+	}
 
 	return logRequests(d.Logger, hp, recoverPanics(r))
 }
 
-// NotFound and MethodNotAllowed answer 404 and 405 with a JSON error; the host sets
-// them on the app's router.
-var (
-	NotFound         = errorHandler(http.StatusNotFound, "no such route")
-	MethodNotAllowed = errorHandler(http.StatusMethodNotAllowed, "method not allowed")
-)
+// NotFound answers 404 with a JSON error; the host sets it on the app's router.
+var NotFound = errorHandler(http.StatusNotFound, "no such route")
+
+// MethodNotAllowedFor answers 405 with a JSON error and the Allow header RFC 9110
+// §15.5.6 requires, listing the methods router has for the request's path.
+func MethodNotAllowedFor(router *mux.Router) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var allow []string
+		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+			http.MethodPatch, http.MethodDelete, http.MethodOptions} {
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			var match mux.RouteMatch
+			if router.Match(probe, &match) && match.MatchErr == nil {
+				allow = append(allow, m)
+			}
+		}
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		WriteJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method not allowed"})
+	})
+}
+
+// requireToken answers 401 unless the request carries one of tokens as a Bearer
+// token; with no tokens (trial mode) it lets every request through.
+func requireToken(tokens []string, next http.Handler) http.Handler {
+	if len(tokens) == 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !health.TokenMatches(health.BearerToken(r), tokens...) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="shoestring api"`)
+			WriteError(w, r, &Error{Status: http.StatusUnauthorized, Msg: "API token required as Authorization: Bearer <API_TOKEN>"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
 
 // limitBody caps request bodies at n bytes (0: no cap); reading past it fails with
 // *http.MaxBytesError, which WriteError answers 413.

@@ -53,6 +53,14 @@ type Deps struct {
 	Admin *health.Admin
 	// Queues are the queues GET /api/v1/queues reports: the ones the workers serve.
 	Queues map[string]int
+	// FileMaxAge bounds how long a client may cache a served blob: blobs expire with
+	// their job's retention.
+	FileMaxAge time.Duration
+	// APITokens guard POST /api/v1/jobs, GET /api/v1/queues and GET /api/v1/schedules
+	// (Bearer, any of them). With none, those routes are 404 unless APIOpen (trial
+	// mode), which leaves them open.
+	APITokens []string
+	APIOpen   bool
 	// Schedules lists the periodic jobs for GET /api/v1/schedules; nil lists none.
 	Schedules func(ctx context.Context) ([]ScheduleView, error)
 	// App serves what no host route matches: the app's own routes. Its request bodies

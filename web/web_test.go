@@ -1,13 +1,17 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
+	"github.com/gorilla/mux"
 	"github.com/shoestring-go/shoestring/storage"
 	"github.com/shoestring-go/shoestring/worker/task"
 )
@@ -47,5 +51,52 @@ func TestWriteError(t *testing.T) {
 		if tc.wantStatus == 503 && rec.Header().Get("Retry-After") == "" {
 			t.Errorf("503 without Retry-After")
 		}
+	}
+}
+
+// TestMethodNotAllowedHasAllow: a 405 lists the path's methods in Allow (RFC 9110).
+func TestMethodNotAllowedHasAllow(t *testing.T) {
+	t.Parallel()
+	r := mux.NewRouter()
+	r.MethodNotAllowedHandler = MethodNotAllowedFor(r)
+	r.HandleFunc("/things/{id}", func(http.ResponseWriter, *http.Request) {}).Methods(http.MethodGet, http.MethodHead)
+	r.HandleFunc("/things/{id}", func(http.ResponseWriter, *http.Request) {}).Methods(http.MethodPut)
+	rec := httptest.NewRecorder()
+	r.ServeHTTP(rec, httptest.NewRequest(http.MethodDelete, "/things/7", nil))
+	if rec.Code != http.StatusMethodNotAllowed || rec.Header().Get("Allow") != "GET, HEAD, PUT" {
+		t.Errorf("DELETE: %d Allow %q, want 405 Allow \"GET, HEAD, PUT\"", rec.Code, rec.Header().Get("Allow"))
+	}
+}
+
+// TestClientGoneIsNotAnError: a request whose client went away is logged at debug,
+// not as a failed request at ERROR, and answers 499 in the request log.
+func TestClientGoneIsNotAnError(t *testing.T) {
+	t.Parallel()
+	var logs strings.Builder
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	h := logRequests(logger, "/health", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		WriteError(w, r, fmt.Errorf("enqueue: %w", r.Context().Err()))
+	}))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/api/v1/jobs", nil).WithContext(ctx))
+	if strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "status=499") {
+		t.Errorf("logs:\n%s", logs.String())
+	}
+}
+
+// TestHealthRequestsAtDebug: requests under HEALTH_PATH (not a hard-coded /health)
+// are logged at debug; others at info.
+func TestHealthRequestsAtDebug(t *testing.T) {
+	t.Parallel()
+	var logs strings.Builder
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	h := logRequests(logger, "/status", http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	for _, p := range []string{"/status", "/status/live", "/healthy-cats"} {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, p, nil))
+	}
+	if got := logs.String(); strings.Contains(got, "path=/status") || !strings.Contains(got, "path=/healthy-cats") {
+		t.Errorf("logs:\n%s", got)
 	}
 }

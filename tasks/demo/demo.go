@@ -76,12 +76,14 @@ type BatchCountResult struct {
 	UnitsRun int64 `json:"units_run"`
 }
 
-// Register adds echo and batch:count to h.
+// Register adds echo and batch:count to h as demonstration kinds: they are served
+// only when DEMO_TASKS is true (by default only in trial mode), since anyone who may
+// enqueue them can keep every worker busy for an hour.
 func Register(h *host.Host) {
-	host.Register(h, handleEcho)
+	host.Register(h, handleEcho, host.DemoTask())
 	host.Register(h, func(ctx context.Context, t *worker.Task, b BatchCount) (any, error) {
 		return handleBatchCount(ctx, h, t, b)
-	})
+	}, host.DemoTask())
 }
 
 // handleEcho sleeps SleepMS, returning early with ctx's error when cancelled, then

@@ -102,7 +102,7 @@ func Register(h *host.Host) {
 		}
 		return nil
 	}))
-	h.Router().Handle("/api/v1/images", uploadRoute(h)).Methods(http.MethodPost)
+	h.Router().Handle("/api/v1/images", h.RateLimit(uploadRoute(h))).Methods(http.MethodPost)
 }
 
 // checkpoint is the checkpoint of an image:thumbnail task: how many of its sizes are
@@ -171,11 +171,15 @@ func makeThumbnails(ctx context.Context, h *host.Host, t *worker.Task, a Args) (
 const maxSizesField = 1 << 10
 
 // Uploads are read into memory (at most MAX_UPLOAD_BYTES each): at most
-// maxConcurrentUploads are read at once, each within uploadReadTimeout, so slow or many
-// clients cannot pin unbounded memory.
+// maxConcurrentUploads are read at once, so many clients cannot pin unbounded memory. A
+// request waits at most slotWait for a slot (then 503), and must keep sending: every
+// minRateChunk bytes buy minRateGrace more, so a body trickled at a few bytes a second
+// is cut off within minRateGrace, while a slow but real upload (2 KiB/s) goes through.
 const (
 	maxConcurrentUploads = 8
-	uploadReadTimeout    = 2 * time.Minute
+	slotWait             = 5 * time.Second
+	minRateChunk         = 64 << 10
+	minRateGrace         = 30 * time.Second
 )
 
 // uploadRoute accepts an image and queues its thumbnails: POST /api/v1/images,
@@ -184,14 +188,22 @@ const (
 func uploadRoute(h *host.Host) http.Handler {
 	sem := make(chan struct{}, maxConcurrentUploads)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		wait := time.NewTimer(slotWait)
+		defer wait.Stop()
 		select {
 		case sem <- struct{}{}:
 			defer func() { <-sem }()
+		case <-wait.C:
+			w.Header().Set("Retry-After", "5")
+			web.WriteError(w, r, &web.Error{Status: http.StatusServiceUnavailable, Msg: "too many uploads in progress; retry shortly"})
+			return
 		case <-r.Context().Done():
 			return // the client gave up waiting
 		}
 		cfg := h.Config()
-		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(uploadReadTimeout))
+		rc := http.NewResponseController(w)
+		_ = rc.SetReadDeadline(time.Now().Add(minRateGrace))
+		r.Body = &minRateBody{ReadCloser: r.Body, rc: rc, next: minRateChunk}
 		data, sizes, err := readUpload(w, r, cfg.MaxUploadBytes, cfg.ThumbnailSizes)
 		if err != nil {
 			web.WriteError(w, r, err)
@@ -228,6 +240,23 @@ func uploadRoute(h *host.Host) http.Handler {
 		}
 		web.WriteAccepted(w, storage.Job{ID: id, Type: Args{}.Kind(), State: storage.StatePending})
 	})
+}
+
+// minRateBody extends the connection's read deadline by minRateGrace each time
+// another minRateChunk bytes have arrived.
+type minRateBody struct {
+	io.ReadCloser
+	rc      *http.ResponseController
+	n, next int64
+}
+
+func (b *minRateBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if b.n += int64(n); b.n >= b.next {
+		b.next = b.n + minRateChunk
+		_ = b.rc.SetReadDeadline(time.Now().Add(minRateGrace))
+	}
+	return n, err
 }
 
 // readUpload reads the multipart body, at most maxBytes, streaming: no temp files.
