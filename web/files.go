@@ -5,9 +5,9 @@ import (
 	"mime"
 	"net/http"
 	"path"
-	"time"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/gorilla/mux"
 	"gocloud.dev/gcerrors"
