@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"time"
@@ -90,6 +91,11 @@ func (h *Host) runServe(ctx context.Context, rs runSpec, getenv func(string) str
 	_, kill := stopTimeouts(cfg.ShutdownTimeout)
 	env := append(os.Environ(), config.Env(getenv)...)
 	env = append(env, "REDIS_URL="+redisURL, envParentPID+"="+strconv.Itoa(os.Getpid()))
+	if cfg.WorkerMaxRSS > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		// The Go runtime collects harder as the heap nears this, well before the
+		// watchdog's recycle at WORKER_MAX_RSS.
+		env = append(env, "GOMEMLIMIT="+strconv.FormatInt(cfg.WorkerMaxRSS*9/10, 10))
+	}
 	if rs.trial && cfg.DemoTasks == "" {
 		// The child sees a REDIS_URL; it must still serve the kinds of trial mode.
 		env = append(env, "DEMO_TASKS=true")
@@ -372,6 +378,11 @@ func (h *Host) runWorker(ctx context.Context, rs runSpec, getenv func(string) st
 		return err
 	}
 	defer tk.Stop()
+	if getenv("GOMEMLIMIT") == "" && cfg.WorkerMaxRSS == 0 {
+		// No limit given: a soft one a little above what image decodes may hold, so the
+		// heap does not grow to twice the live set (GOGC) on a small instance.
+		debug.SetMemoryLimit(cfg.ImageMemoryBudget + 64<<20)
+	}
 	drain, _ := stopTimeouts(cfg.ShutdownTimeout)
 	recycle := make(chan string, 1)
 	w := worker.New(worker.Config{

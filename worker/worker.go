@@ -49,6 +49,9 @@ type Task struct {
 	Queue   string
 	Payload []byte // the JSON arguments, as enqueued
 	Attempt int    // 1 for the first run, counting runs interrupted by a crash or shutdown
+	// Retried is how many times the task was retried after an error, of at most
+	// MaxRetry: when Retried == MaxRetry, an error fails it for good.
+	Retried, MaxRetry int
 	// Checkpoint is the task's durable progress: Load it first, Save after each unit.
 	Checkpoint *Checkpoint
 }
@@ -304,6 +307,8 @@ func (w *Worker) wrap(h Handler) asynq.Handler {
 		w.watch.begin(ctx, delivery, id)
 		cp := &Checkpoint{rdb: w.rdb, jobs: w.jobs, id: id, ttl: w.cfg.Retention}
 		t := &Task{ID: id, Type: at.Type(), Queue: queue, Payload: at.Payload(), Attempt: attempt, Checkpoint: cp}
+		t.Retried, _ = asynq.GetRetryCount(ctx)
+		t.MaxRetry, _ = asynq.GetMaxRetry(ctx)
 
 		start := time.Now()
 		log.DebugContext(ctx, "task started", "attempt", attempt)

@@ -9,10 +9,12 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"sync"
 	"time"
 
 	"gocloud.dev/blob"
 	"gocloud.dev/gcerrors"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/shoestring-go/shoestring/config"
 	"github.com/shoestring-go/shoestring/host"
@@ -89,9 +91,20 @@ func ThumbnailKey(id string, width int) string {
 
 // Register adds image:thumbnail and its upload route, POST /api/v1/images, to h.
 // Enqueueing one through POST /api/v1/jobs checks that its upload exists (422 if not).
+// Decodes share IMAGE_MEMORY_BUDGET per worker process.
 func Register(h *host.Host) {
+	b := &budget{}
 	host.Register(h, func(ctx context.Context, t *worker.Task, a Args) (any, error) {
-		return makeThumbnails(ctx, h, t, a)
+		res, err := makeThumbnails(ctx, h, b, t, a)
+		// The original goes once its thumbnails exist, or when the job fails for good.
+		// Not when a shutdown interrupted it: the task runs again.
+		final := err == nil || (ctx.Err() == nil && (errors.Is(err, worker.SkipRetry) || t.Retried >= t.MaxRetry))
+		if final && !h.Config().KeepOriginals {
+			if derr := h.Bucket().Delete(context.WithoutCancel(ctx), a.Key); derr != nil && gcerrors.Code(derr) != gcerrors.NotFound {
+				h.Logger().WarnContext(ctx, "delete original", "key", a.Key, "err", derr)
+			}
+		}
+		return res, err
 	}, host.BeforeEnqueue(func(ctx context.Context, a Args) error {
 		ok, err := h.Bucket().Exists(ctx, a.Key)
 		if err != nil {
@@ -115,7 +128,7 @@ type checkpoint struct {
 // makeThumbnails makes one JPEG per requested width, writing each and checkpointing it
 // as soon as it is made, so a retried task skips the sizes already done. Input that
 // cannot be decoded fails at once (worker.SkipRetry): retrying cannot fix it.
-func makeThumbnails(ctx context.Context, h *host.Host, t *worker.Task, a Args) (any, error) {
+func makeThumbnails(ctx context.Context, h *host.Host, b *budget, t *worker.Task, a Args) (any, error) {
 	sizes := a.Sizes // sorted and unique: Validate ran
 	bucket := h.Bucket()
 	var st checkpoint
@@ -133,6 +146,16 @@ func makeThumbnails(ctx context.Context, h *host.Host, t *worker.Task, a Args) (
 	if err != nil {
 		return nil, fmt.Errorf("read upload %s: %w", a.Key, err)
 	}
+	info, err := Inspect(data)
+	if err != nil {
+		return nil, fmt.Errorf("%v: %w", err, worker.SkipRetry)
+	}
+	// Wait for this image's share of the budget before decoding anything.
+	release, err := b.acquire(ctx, h.Config().ImageMemoryBudget, Cost(info, sizes[st.Next:])+int64(len(data)))
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	img, info, err := Decode(data, h.Config().MaxImagePixels)
 	if err != nil {
 		return nil, fmt.Errorf("%v: %w", err, worker.SkipRetry)
@@ -165,6 +188,30 @@ func makeThumbnails(ctx context.Context, h *host.Host, t *worker.Task, a Args) (
 		}
 	}
 	return Result{Thumbnails: st.Thumbnails}, nil
+}
+
+// budget is IMAGE_MEMORY_BUDGET as a weighted semaphore (golang.org/x/sync/semaphore)
+// on the bytes decodes hold, made on first use, when the configuration is known. Safe
+// for concurrent use.
+type budget struct {
+	once sync.Once
+	sem  *semaphore.Weighted
+	size int64
+}
+
+// acquire waits until need bytes of the budget of size are free, and returns their
+// release. An image that needs more than the whole budget fails at once: waiting
+// cannot help, and no retry can.
+func (b *budget) acquire(ctx context.Context, size, need int64) (func(), error) {
+	b.once.Do(func() { b.sem, b.size = semaphore.NewWeighted(size), size })
+	if need > b.size {
+		return nil, fmt.Errorf("this image needs about %d MiB to decode and resize, more than IMAGE_MEMORY_BUDGET (%d MiB): %w",
+			need>>20, b.size>>20, worker.SkipRetry)
+	}
+	if err := b.sem.Acquire(ctx, need); err != nil {
+		return nil, err
+	}
+	return func() { b.sem.Release(need) }, nil
 }
 
 // maxSizesField bounds the `sizes` form field, in bytes.
@@ -218,6 +265,12 @@ func uploadRoute(h *host.Host) http.Handler {
 		if px := int64(info.Width) * int64(info.Height); px > cfg.MaxImagePixels {
 			web.WriteError(w, r, &web.Error{Status: http.StatusUnprocessableEntity, Field: "image",
 				Msg: fmt.Sprintf("image is %dx%d = %d pixels, over the limit of %d", info.Width, info.Height, px, cfg.MaxImagePixels)})
+			return
+		}
+		if need := Cost(info, sizes); need > cfg.ImageMemoryBudget {
+			web.WriteError(w, r, &web.Error{Status: http.StatusUnprocessableEntity, Field: "image",
+				Msg: fmt.Sprintf("making these thumbnails of a %dx%d %s needs about %d MiB, over IMAGE_MEMORY_BUDGET (%d MiB)",
+					info.Width, info.Height, info.Format, need>>20, cfg.ImageMemoryBudget>>20)})
 			return
 		}
 

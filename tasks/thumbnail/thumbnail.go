@@ -46,6 +46,10 @@ type Info struct {
 	// (always 1 for PNG and GIF). 5..8 mean the stored image is transposed
 	// relative to how it is displayed.
 	Orientation int
+	// DecodeBytes estimates, in bytes, what Decode allocates for the pixels (see
+	// Cost): from the format, colour model and dimensions, and for a GIF its
+	// first frame and logical screen.
+	DecodeBytes int64
 }
 
 // DisplayWidth returns the width in pixels after EXIF orientation, which is
@@ -97,6 +101,14 @@ func Inspect(data []byte) (Info, error) {
 	if format == "jpeg" {
 		info.Orientation = jpegOrientation(data)
 	}
+	screen := image.Rect(0, 0, cfg.Width, cfg.Height)
+	first := screen
+	if format == "gif" {
+		if first, err = gifFirstFrame(data, screen); err != nil {
+			return Info{}, fmt.Errorf("%w: %w", ErrUnsupported, err)
+		}
+	}
+	info.DecodeBytes = decodeBytes(data, format, cfg, first)
 	return info, nil
 }
 
@@ -190,11 +202,25 @@ func Render(img image.Image, info Info, width int) (data []byte, w, h int, err e
 	if info.transposed() {
 		sw, sh = h, w
 	}
+	// First an integer box reduction, so the final filter never works from far more
+	// pixels than it keeps (and its temporary, width x source height x 32 bytes, stays
+	// small); then CatmullRom, or ApproxBiLinear for an output close to the source's
+	// size, whose temporary would be the largest.
+	src, sb := img, b
+	if f := reduceFactor(b.Dx(), b.Dy(), sw, sh); f > 1 {
+		src = reduce(img, f)
+		sb = src.Bounds()
+	}
 	scaled := image.NewRGBA(image.Rect(0, 0, sw, sh))
 	for i := range scaled.Pix {
 		scaled.Pix[i] = 0xFF // opaque white, the background for draw.Over
 	}
-	draw.CatmullRom.Scale(scaled, scaled.Bounds(), img, b, draw.Over, nil)
+	var filter draw.Scaler = draw.CatmullRom
+	if 32*int64(sw)*int64(sb.Dy()) > maxKernelTemp {
+		filter = draw.ApproxBiLinear
+	}
+	filter.Scale(scaled, scaled.Bounds(), src, sb, draw.Over, nil)
+	src = nil
 	out := orient(scaled, info.Orientation)
 
 	var buf bytes.Buffer
