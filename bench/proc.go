@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -74,6 +75,25 @@ func (ps *procs) start(name, bin string, args, env []string, dir string, grace t
 	return p, nil
 }
 
+// run starts bin with args in dir, in the bench's environment, and waits for it to
+// exit, for at most timeout. It returns the exit error with the output's last lines.
+func (ps *procs) run(ctx context.Context, name, bin string, args []string, dir string, timeout time.Duration) error {
+	p, err := ps.start(name, bin, args, os.Environ(), dir, time.Second)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-p.done:
+		return p.exitErr("exited")
+	case <-ctx.Done():
+		_ = p.Stop() // it was cut short: that is the error
+		return fmt.Errorf("%s: %w", name, ctx.Err())
+	case <-time.After(timeout):
+		_ = p.Stop()
+		return fmt.Errorf("%s: still running after %v; stopped", name, timeout)
+	}
+}
+
 // stopAll stops every process still running, the latest started first (a shoestring
 // before the redis-server it uses), and returns what went wrong.
 func (ps *procs) stopAll() error {
@@ -101,7 +121,8 @@ func (p *proc) exited() bool {
 
 // Stop sends SIGTERM and waits up to the grace period for the process to exit, then
 // SIGKILLs its process group. It returns the exit error of a process that did not
-// exit cleanly. Safe to call twice and on an exited process.
+// exit cleanly after SIGTERM. Safe to call twice; does nothing for a process that had
+// exited.
 func (p *proc) Stop() error {
 	var err error
 	p.stop.Do(func() { err = p.terminate() })
@@ -110,7 +131,7 @@ func (p *proc) Stop() error {
 
 func (p *proc) terminate() error {
 	if p.exited() {
-		return p.exitErr("had exited")
+		return nil // whoever waited on it has reported how it ended
 	}
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return fmt.Errorf("stop %s: %w", p.name, err)
@@ -135,7 +156,7 @@ func (p *proc) exitErr(when string) error {
 	if p.err == nil {
 		return nil
 	}
-	return fmt.Errorf("%s (pid %d) %s: %w; last lines of %s:\n%s", p.name, p.pid(), when, p.err, p.logPath, p.logTail(10))
+	return fmt.Errorf("%s (pid %d) %s: %w; last lines of %s:\n%s", p.name, p.pid(), when, p.err, p.logPath, p.logTail(30))
 }
 
 // logTail returns the last n lines of the process's log.

@@ -117,3 +117,12 @@ func cpuModel() string {
 	}
 	return "unknown CPU"
 }
+
+// loadAvg returns the 1, 5 and 15 minute load averages from /proc/loadavg.
+func loadAvg() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(data)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
+}

@@ -36,3 +36,5 @@ func childPIDs(pid int) ([]int, error) {
 func cmdline(int) string { return "" }
 
 func cpuModel() string { return "unknown CPU (" + runtime.GOOS + ")" }
+
+func loadAvg() string { return "unknown" }

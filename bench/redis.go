@@ -32,13 +32,18 @@ type redisServer struct {
 	client  *redis.Client // the bench's own connection: flushes, prefills, inspection
 }
 
-// startRedis starts redis-server in dir, retrying on a new port when another process
-// took the one picked, and returns once it answers PING as the process started.
-func startRedis(ctx context.Context, ps *procs, dir string) (*redisServer, error) {
+// findRedisServer returns the path of redis-server, or errNoRedisServer.
+func findRedisServer() (string, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		return nil, errNoRedisServer
+		return "", errNoRedisServer
 	}
+	return bin, nil
+}
+
+// startRedis starts bin (redis-server) in dir, retrying on a new port when another
+// process took the one picked, and returns once it answers PING as the process started.
+func startRedis(ctx context.Context, ps *procs, bin, dir string) (*redisServer, error) {
 	var lastErr error
 	for range redisStartAttempts {
 		port, err := freePort()

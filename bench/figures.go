@@ -1,0 +1,663 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/shoestring-go/shoestring/config"
+	"github.com/shoestring-go/shoestring/storage"
+)
+
+// Settings of the shoestring processes besides their defaults.
+const (
+	apiToken  = "bench-token"
+	echoQueue = "default" // where shoestring puts a job that names no queue
+)
+
+// Time limits: every wait below ends, whatever shoestring does.
+const (
+	stopGrace       = 30 * time.Second // over SHUTDOWN_TIMEOUT's default 25 s
+	readyTimeout    = 30 * time.Second
+	enqueueLimit    = 2 * time.Minute
+	pollInterval    = 10 * time.Millisecond
+	httpPollTimeout = time.Second
+)
+
+// echoJob is the body of every POST /api/v1/jobs the bench sends, and echoPayload its
+// payload as shoestring enqueues it (re-encoded from tasks/demo.Echo). The bench does
+// not import tasks/demo, so that it builds whatever state the host package is in.
+var (
+	echoJob     = []byte(`{"type":"echo","payload":{"message":"x"}}`)
+	echoPayload = []byte(`{"message":"x","sleep_ms":0}`)
+)
+
+// bench is one run: the shoestring binary, the redis-server, and the report the
+// figures fill in. Only run's goroutine uses it.
+type bench struct {
+	opts      options
+	dir       string // temp dir: logs, blobs, binaries' working dir
+	bin       string // the shoestring binary
+	version   string
+	cfg       config.Config // shoestring's defaults
+	ps        *procs
+	redis     *redisServer
+	inspector *asynq.Inspector
+	rep       *report
+	progress  io.Writer
+	started   time.Time
+}
+
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(b.progress, "[%5.1fs] %s\n", time.Since(b.started).Seconds(), fmt.Sprintf(format, args...))
+}
+
+// runFigures measures every figure in turn on an empty Redis; a figure that fails is
+// reported and the others still run.
+func (b *bench) runFigures(ctx context.Context) *report {
+	b.rep = &report{}
+	figures := []struct {
+		name string
+		run  func(context.Context) error
+	}{
+		{"enqueue", b.enqueueFigure},
+		{"drain", b.drainFigure},
+		{"drain scaling", b.scalingFigure},
+		{"serve (idle RSS, /health, thumbnails)", b.serveFigures},
+	}
+	for _, f := range figures {
+		if ctx.Err() != nil {
+			b.rep.fail(f.name, ctx.Err())
+			continue
+		}
+		b.logf("figure: %s", f.name)
+		err := b.redis.flush(ctx)
+		if err == nil {
+			err = f.run(ctx)
+		}
+		if err != nil {
+			b.logf("%s failed: %v", f.name, err)
+			b.rep.fail(f.name, err)
+		}
+	}
+	return b.rep
+}
+
+// env is the environment of a shoestring process: the bench's, less any shoestring
+// setting, plus the bench's settings and extra ("NAME=value").
+func (b *bench) env(extra ...string) []string {
+	ours := map[string]bool{"API_TOKEN": true, "DEMO_TASKS": true}
+	for _, s := range config.Settings() {
+		ours[s.Name] = true
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if !ours[name] && !strings.HasPrefix(name, "SHOESTRING_") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env,
+		"REDIS_URL="+b.redis.URL(),
+		"BLOB_URL=file://"+filepath.Join(b.dir, "blobs"),
+		"LOG_LEVEL=warn",
+		"DEMO_TASKS=true",
+		"API_TOKEN="+apiToken,
+	)
+	return append(env, extra...)
+}
+
+// stop stops p, noting in the report a process that did not stop cleanly.
+func (b *bench) stop(p *proc) {
+	if err := p.Stop(); err != nil {
+		b.logf("warning: %v", err)
+		b.rep.note("warning: " + err.Error())
+	}
+}
+
+// errExited is returned when a process the bench waits on exits.
+var errExited = errors.New("exited")
+
+// startHTTP starts shoestring in mode (web or serve) on a free port and returns it with
+// its base URL once /health/ready answers 200. It retries on a new port when the
+// process exits early (another process may have taken the port).
+func (b *bench) startHTTP(ctx context.Context, mode string, extra ...string) (*proc, string, error) {
+	var lastErr error
+	for range 3 {
+		port, err := freePort()
+		if err != nil {
+			return nil, "", err
+		}
+		env := b.env(append([]string{"PORT=" + strconv.Itoa(port)}, extra...)...)
+		p, err := b.ps.start("shoestring-"+mode, b.bin, []string{mode}, env, b.dir, stopGrace)
+		if err != nil {
+			return nil, "", err
+		}
+		url := "http://127.0.0.1:" + strconv.Itoa(port)
+		lastErr = waitStatus(ctx, p, url+"/health/ready", http.StatusOK, readyTimeout)
+		if lastErr == nil {
+			return p, url, nil
+		}
+		b.stop(p)
+		if !errors.Is(lastErr, errExited) {
+			break
+		}
+	}
+	return nil, "", fmt.Errorf("start shoestring %s: %w", mode, lastErr)
+}
+
+// waitStatus polls url until it answers want, p exits, or timeout passes.
+func waitStatus(ctx context.Context, p *proc, url string, want int, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	client := &http.Client{Timeout: httpPollTimeout}
+	tick := time.NewTicker(5 * pollInterval)
+	defer tick.Stop()
+	last := "no answer"
+	for {
+		if resp, err := getOnce(ctx, client, url); err != nil {
+			last = err.Error()
+		} else if resp.status == want {
+			return nil
+		} else {
+			last = fmt.Sprintf("status %d: %.200s", resp.status, resp.body)
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("%s %w (%v); last lines of %s:\n%s", p.name, errExited, p.err, p.logPath, p.logTail(10))
+		case <-ctx.Done():
+			return fmt.Errorf("%s: no %d from %s within %v (%w); last: %s", p.name, want, url, timeout, ctx.Err(), last)
+		case <-tick.C:
+		}
+	}
+}
+
+// getOnce sends one GET and returns its answer.
+func getOnce(ctx context.Context, client *http.Client, url string) (cannedAnswer, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return cannedAnswer{}, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return cannedAnswer{}, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return cannedAnswer{}, fmt.Errorf("GET %s: %w", url, err)
+	}
+	return cannedAnswer{status: resp.StatusCode, header: resp.Header, body: body}, nil
+}
+
+// --- enqueue ---
+
+// enqueueFigure loads POST /api/v1/jobs of `shoestring web` and of baseline (a), both
+// up at once and loaded in turns.
+func (b *bench) enqueueFigure(ctx context.Context) error {
+	p, ssURL, err := b.startHTTP(ctx, "web")
+	if err != nil {
+		return err
+	}
+	defer b.stop(p)
+	rdb := redis.NewClient(&redis.Options{Addr: b.redis.addr})
+	defer rdb.Close()
+	srv, err := serveLocal(bareEnqueue(asynq.NewClientFromRedisClient(rdb)))
+	if err != nil {
+		return err
+	}
+	defer srv.Stop()
+
+	for _, url := range []string{ssURL, srv.url} {
+		if err := jobLoad(url, b.opts.warmup).run(ctx).err(b.opts.warmup); err != nil {
+			return fmt.Errorf("warm-up of %s: %w", url, err)
+		}
+	}
+	n := b.opts.enqueueN
+	b.logf("enqueue: shoestring web and baseline (a) in %d turns each, %s requests", b.opts.rounds, count(n))
+	ss, base := interleave(ctx, b.opts.rounds, jobLoad(ssURL, n), jobLoad(srv.url, n))
+	if err := ss.err(n); err != nil {
+		return fmt.Errorf("shoestring web: %w", err)
+	}
+	if err := base.err(n); err != nil {
+		return fmt.Errorf("baseline (a): %w", err)
+	}
+	// Every 202 must have put one task on the queue.
+	qi, err := b.inspector.GetQueueInfo(echoQueue)
+	if err != nil {
+		return fmt.Errorf("count the tasks enqueued: %w", err)
+	}
+	if want := 2*b.opts.warmup + ss.ok + base.ok; qi.Pending != want {
+		return fmt.Errorf("%d tasks pending after %d requests accepted", qi.Pending, want)
+	}
+	what := fmt.Sprintf("enqueue: %s × POST /api/v1/jobs (echo), 10 clients", count(n))
+	b.rep.add(
+		row{figure: what, unit: "req/s", ss: ss.perSec(), base: base.perSec(), better: higher, baseline: "a"},
+		row{figure: "enqueue latency p50", unit: "ms", ss: ms(ss.pct(50)), base: ms(base.pct(50)), better: lower, baseline: "a"},
+		row{figure: "enqueue latency p99", unit: "ms", ss: ms(ss.pct(99)), base: ms(base.pct(99)), better: lower, baseline: "a"},
+	)
+	return nil
+}
+
+// jobLoad is n POST /api/v1/jobs of an echo job from 10 clients.
+func jobLoad(url string, n int) load {
+	return load{conc: 10, count: n, dur: enqueueLimit, want: http.StatusAccepted,
+		newReq: func(ctx context.Context) (*http.Request, error) {
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/api/v1/jobs", bytes.NewReader(echoJob))
+			if err != nil {
+				return nil, err
+			}
+			req.Header.Set("Authorization", "Bearer "+apiToken)
+			req.Header.Set("Content-Type", "application/json")
+			return req, nil
+		}}
+}
+
+// --- drain ---
+
+// drain is one queue of n echo jobs worked off.
+type drain struct {
+	n       int
+	prefill time.Duration // enqueueing the n jobs (not part of the drain)
+	startup time.Duration // start of the worker until its first task left pending
+	run     time.Duration // first task taken until none pending or active
+}
+
+func (d drain) perJob() time.Duration { return d.run / time.Duration(d.n) }
+
+func (b *bench) drainFigure(ctx context.Context) error {
+	n := b.opts.drainN
+	ss, err := b.drainShoestring(ctx, n)
+	if err != nil {
+		return fmt.Errorf("shoestring worker: %w", err)
+	}
+	base, err := b.drainBare(ctx, n)
+	if err != nil {
+		return fmt.Errorf("baseline (b): %w", err)
+	}
+	b.rep.scaling = append(b.rep.scaling, ss)
+	b.rep.bareScaling = append(b.rep.bareScaling, base)
+	b.rep.add(
+		row{figure: fmt.Sprintf("drain: %s echo jobs, concurrency 10", count(n)), unit: "s", ss: ss.run.Seconds(), base: base.run.Seconds(), better: lower, baseline: "b"},
+		row{figure: "drain cost per job", unit: "µs", ss: us(ss.perJob()), base: us(base.perJob()), better: lower, baseline: "b"},
+		row{figure: "worker start until its first task", unit: "ms", ss: ms(ss.startup), base: ms(base.startup), better: lower, baseline: "b"},
+	)
+	return nil
+}
+
+// scalingFigure drains each of scaleN with shoestring, and the largest with baseline
+// (b) too, to tell shoestring's growth from asynq's and Redis's.
+func (b *bench) scalingFigure(ctx context.Context) error {
+	for _, n := range b.opts.scaleN {
+		d, err := b.drainShoestring(ctx, n)
+		if err != nil {
+			return fmt.Errorf("%s jobs: %w", count(n), err)
+		}
+		b.rep.scaling = append(b.rep.scaling, d)
+	}
+	n := slices.Max(b.opts.scaleN)
+	d, err := b.drainBare(ctx, n)
+	if err != nil {
+		return fmt.Errorf("baseline (b), %s jobs: %w", count(n), err)
+	}
+	b.rep.bareScaling = append(b.rep.bareScaling, d)
+	return nil
+}
+
+// drainShoestring prefills n echo jobs as shoestring records them, starts `shoestring
+// worker` and times it until the queue is empty, then checks the job records.
+func (b *bench) drainShoestring(ctx context.Context, n int) (drain, error) {
+	ids, took, err := b.prefill(ctx, n)
+	if err != nil {
+		return drain{}, err
+	}
+	b.logf("drain: shoestring worker, %s jobs (prefilled in %.1f s)", count(n), took.Seconds())
+	start := time.Now()
+	p, err := b.ps.start("shoestring-worker", b.bin, []string{"worker"}, b.env("WORKER_CONCURRENCY=10"), b.dir, stopGrace)
+	if err != nil {
+		return drain{}, err
+	}
+	d, err := b.waitDrained(ctx, n, start, p)
+	b.stop(p)
+	if err != nil {
+		return d, err
+	}
+	d.prefill = took
+	return d, b.checkCompleted(ctx, ids)
+}
+
+// drainBare is drainShoestring with baseline (b) as the worker.
+func (b *bench) drainBare(ctx context.Context, n int) (drain, error) {
+	_, took, err := b.prefill(ctx, n)
+	if err != nil {
+		return drain{}, err
+	}
+	b.logf("drain: baseline (b), bare asynq.Server, %s jobs", count(n))
+	rdb := redis.NewClient(&redis.Options{Addr: b.redis.addr})
+	defer rdb.Close()
+	start := time.Now()
+	w, err := startBareWorker(rdb, b.cfg.Queues)
+	if err != nil {
+		return drain{}, err
+	}
+	d, err := b.waitDrained(ctx, n, start, nil)
+	w.Stop()
+	d.prefill = took
+	return d, err
+}
+
+// prefill empties Redis and enqueues n echo jobs as POST /api/v1/jobs does (a job
+// record, then the task with the job's id), from 32 goroutines. It returns their ids.
+func (b *bench) prefill(ctx context.Context, n int) ([]string, time.Duration, error) {
+	if err := b.redis.flush(ctx); err != nil {
+		return nil, 0, err
+	}
+	jobs := storage.NewJobs(b.redis.client, b.cfg.JobRetention)
+	queue := asynq.NewClientFromRedisClient(b.redis.client)
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = storage.NewJobID()
+	}
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second+time.Duration(n)*500*time.Microsecond)
+	defer cancel()
+	var (
+		next     atomic.Int64
+		wg       sync.WaitGroup
+		errOnce  sync.Once
+		firstErr error
+	)
+	start := time.Now()
+	for range 32 {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(n) && ctx.Err() == nil; i = next.Add(1) - 1 {
+				job := storage.Job{ID: ids[i], Type: "echo", Queue: echoQueue, State: storage.StatePending, CreatedAt: time.Now()}
+				err := jobs.Create(ctx, job)
+				if err == nil {
+					_, err = queue.EnqueueContext(ctx, asynq.NewTask(job.Type, echoPayload), asynq.TaskID(job.ID), asynq.Queue(echoQueue))
+				}
+				if err != nil {
+					errOnce.Do(func() { firstErr = fmt.Errorf("prefill %d jobs: %w", n, err) })
+					cancel()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr == nil && ctx.Err() != nil {
+		firstErr = fmt.Errorf("prefill %d jobs: %w", n, ctx.Err())
+	}
+	return ids, time.Since(start), firstErr
+}
+
+// waitDrained polls asynq until none of the n tasks is pending or active, and returns
+// when the first left pending and how long the rest took. p, when not nil, is the
+// worker process: its exit ends the wait.
+func (b *bench) waitDrained(ctx context.Context, n int, start time.Time, p *proc) (drain, error) {
+	timeout := 20*time.Second + time.Duration(n)*time.Millisecond
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var died <-chan struct{}
+	if p != nil {
+		died = p.done
+	}
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	var first time.Time
+	for {
+		qi, err := b.inspector.GetQueueInfo(echoQueue)
+		if err != nil {
+			return drain{}, fmt.Errorf("inspect queue %s: %w", echoQueue, err)
+		}
+		now := time.Now()
+		if first.IsZero() && qi.Pending < n {
+			first = now
+		}
+		if qi.Pending+qi.Active == 0 {
+			if bad := qi.Retry + qi.Archived; bad > 0 {
+				return drain{}, fmt.Errorf("%d of %d tasks failed (retry %d, archived %d)", bad, n, qi.Retry, qi.Archived)
+			}
+			return drain{n: n, startup: first.Sub(start), run: now.Sub(first)}, nil
+		}
+		select {
+		case <-died:
+			return drain{}, fmt.Errorf("%s %w mid-drain (%v); last lines of %s:\n%s", p.name, errExited, p.err, p.logPath, p.logTail(10))
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return drain{}, fmt.Errorf("drain of %d jobs not done within %v: %d pending, %d active", n, timeout, qi.Pending, qi.Active)
+			}
+			return drain{}, fmt.Errorf("drain of %d jobs: %w", n, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// checkCompleted reads up to 100 of the job records, evenly spread over ids, and
+// fails unless each says completed: the worker did shoestring's whole job.
+func (b *bench) checkCompleted(ctx context.Context, ids []string) error {
+	jobs := storage.NewJobs(b.redis.client, b.cfg.JobRetention)
+	step := max(1, len(ids)/100)
+	for i := 0; i < len(ids); i += step {
+		j, err := jobs.Get(ctx, ids[i])
+		if err != nil {
+			return fmt.Errorf("check job records: %w", err)
+		}
+		if j.State != storage.StateCompleted {
+			return fmt.Errorf("job %s is %s after the drain, want completed", j.ID, j.State)
+		}
+	}
+	return nil
+}
+
+// --- serve: idle RSS, cached /health, thumbnails ---
+
+func (b *bench) serveFigures(ctx context.Context) error {
+	b.logf("serve: shoestring serve (web + worker child)")
+	p, url, err := b.startHTTP(ctx, "serve", "LOG_FORMAT=json")
+	if err != nil {
+		return err
+	}
+	defer b.stop(p)
+	steps := []struct {
+		name string
+		run  func(context.Context, *proc, string) error
+	}{
+		{"idle RSS", b.idleRSS},
+		{"cached /health", b.healthFigure},
+		{"thumbnails", b.thumbnailFigure},
+	}
+	for _, s := range steps {
+		if p.exited() {
+			return fmt.Errorf("shoestring serve %w (%v); last lines of %s:\n%s", errExited, p.err, p.logPath, p.logTail(10))
+		}
+		if err := s.run(ctx, p, url); err != nil {
+			b.logf("%s failed: %v", s.name, err)
+			b.rep.fail(s.name, err)
+		}
+	}
+	return nil
+}
+
+// idleRSS lets serve idle for idleWait, then reads the RSS of the parent and its
+// worker child.
+func (b *bench) idleRSS(ctx context.Context, p *proc, _ string) error {
+	b.logf("idle RSS: serve idles %v", b.opts.idleWait)
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-p.done:
+		return fmt.Errorf("shoestring serve %w (%v)", errExited, p.err)
+	case <-time.After(b.opts.idleWait):
+	}
+	return b.addRSS(p, fmt.Sprintf("idle RSS (%v after ready)", b.opts.idleWait))
+}
+
+// addRSS adds the RSS of serve's parent and child to the report.
+func (b *bench) addRSS(p *proc, what string) error {
+	child, err := workerChild(p.pid())
+	if err != nil {
+		return err
+	}
+	parentRSS, err := rssBytes(p.pid())
+	if err != nil {
+		return err
+	}
+	childRSS, err := rssBytes(child)
+	if err != nil {
+		return err
+	}
+	b.rep.add(
+		row{figure: what + ", parent (web)", unit: "MiB", ss: mb(parentRSS)},
+		row{figure: what + ", child (worker)", unit: "MiB", ss: mb(childRSS)},
+		row{figure: what + ", parent + child", unit: "MiB", ss: mb(parentRSS + childRSS)},
+	)
+	return nil
+}
+
+// workerChild returns the pid of the `shoestring worker` child of pid.
+func workerChild(pid int) (int, error) {
+	kids, err := childPIDs(pid)
+	if err != nil {
+		return 0, err
+	}
+	for _, k := range kids {
+		if args := strings.Fields(cmdline(k)); len(args) > 1 && args[1] == "worker" {
+			return k, nil
+		}
+	}
+	return 0, fmt.Errorf("no worker child of pid %d among %v", pid, kids)
+}
+
+// healthFigure loads serve's cached /health and baseline (c), which answers the same
+// bytes, in turns, with healthConc keep-alive connections for healthDur each.
+func (b *bench) healthFigure(ctx context.Context, p *proc, url string) error {
+	answer, err := b.captureHealth(ctx, p, url+"/health")
+	if err != nil {
+		return err
+	}
+	srv, err := serveLocal(bareHealth(answer))
+	if err != nil {
+		return err
+	}
+	defer srv.Stop()
+	ssLoad, baseLoad := b.healthLoad(url+"/health", answer.status), b.healthLoad(srv.url+"/health", answer.status)
+	for _, l := range []load{ssLoad, baseLoad} {
+		warm := l
+		warm.dur = 500 * time.Millisecond
+		if err := warm.run(ctx).err(0); err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	b.logf("cached /health: shoestring serve and baseline (c) in %d turns each, %d connections, %v",
+		b.opts.rounds, b.opts.healthConc, b.opts.healthDur)
+	ss, base := interleave(ctx, b.opts.rounds, ssLoad, baseLoad)
+	if err := ss.err(0); err != nil {
+		return fmt.Errorf("shoestring: %w", err)
+	}
+	if err := base.err(0); err != nil {
+		return fmt.Errorf("baseline (c): %w", err)
+	}
+	what := fmt.Sprintf("GET /health (cached), %d connections, %v", b.opts.healthConc, b.opts.healthDur)
+	b.rep.add(
+		row{figure: what, unit: "req/s", ss: ss.perSec(), base: base.perSec(), better: higher, baseline: "c"},
+		row{figure: "GET /health latency p99", unit: "ms", ss: ms(ss.pct(99)), base: ms(base.pct(99)), better: lower, baseline: "c"},
+	)
+	b.rep.note(fmt.Sprintf("(c) answers what shoestring's /health answered: status %d, %d bytes: %s", answer.status, len(answer.body), bytes.TrimSpace(answer.body)))
+	return nil
+}
+
+// captureHealth polls url until it answers 200 and returns that answer, less the
+// headers net/http writes itself.
+func (b *bench) captureHealth(ctx context.Context, p *proc, url string) (cannedAnswer, error) {
+	if err := waitStatus(ctx, p, url, http.StatusOK, readyTimeout); err != nil {
+		return cannedAnswer{}, err
+	}
+	a, err := getOnce(ctx, &http.Client{Timeout: httpPollTimeout}, url)
+	if err != nil {
+		return cannedAnswer{}, err
+	}
+	a.header = a.header.Clone()
+	a.header.Del("Date")
+	a.header.Del("Content-Length")
+	return a, nil
+}
+
+// healthLoad is GET url from healthConc clients for healthDur.
+func (b *bench) healthLoad(url string, want int) load {
+	return load{conc: b.opts.healthConc, dur: b.opts.healthDur, want: want,
+		newReq: func(ctx context.Context) (*http.Request, error) {
+			return http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		}}
+}
+
+// thumbnailFigure times thumbRuns thumbnail jobs of a 3840x2400 JPEG end to end, then
+// vipsthumbnail making the same widths, then reads serve's RSS again.
+func (b *bench) thumbnailFigure(ctx context.Context, p *proc, url string) error {
+	img, err := benchJPEG(thumbWidth, thumbHeight)
+	if err != nil {
+		return err
+	}
+	b.logf("thumbnails: %d × %dx%d JPEG (%.1f MB) → %s", b.opts.thumbRuns, thumbWidth, thumbHeight, float64(len(img))/1e6, thumbSizes)
+	var e2e, inWorker time.Duration
+	for range b.opts.thumbRuns {
+		t, w, err := thumbnailJob(ctx, url, img)
+		if err != nil {
+			return err
+		}
+		e2e += t
+		inWorker += w
+	}
+	runs := time.Duration(b.opts.thumbRuns)
+	vips, err := b.vipsThumbnails(ctx, img, b.opts.thumbRuns)
+	what := fmt.Sprintf("thumbnails %dx%d JPEG → %s, upload to completed, mean of %d", thumbWidth, thumbHeight, thumbSizes, b.opts.thumbRuns)
+	switch {
+	case errors.Is(err, errNoVips):
+		b.rep.add(row{figure: what, unit: "ms", ss: ms(e2e / runs), note: "vipsthumbnail not installed; skipped"})
+	case err != nil:
+		b.rep.add(row{figure: what, unit: "ms", ss: ms(e2e / runs), note: "vipsthumbnail failed: " + err.Error()})
+	default:
+		b.rep.add(row{figure: what, unit: "ms", ss: ms(e2e / runs), base: ms(vips), better: lower, baseline: "vips"})
+	}
+	b.rep.add(row{figure: "thumbnails: job created_at → completed_at (queue wait + work)", unit: "ms", ss: ms(inWorker / runs)})
+	return b.addRSS(p, "RSS after the thumbnails")
+}
+
+// --- units ---
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+func mb(n int64) float64         { return float64(n) / (1 << 20) }
+
+// count formats n with thousands separators: 20,000.
+func count(n int) string {
+	s := strconv.Itoa(n)
+	var out []byte
+	for i, c := range []byte(s) {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			out = append(out, ',')
+		}
+		out = append(out, c)
+	}
+	return string(out)
+}
+
+// sortedDrains returns ds ordered by job count.
+func sortedDrains(ds []drain) []drain {
+	ds = slices.Clone(ds)
+	slices.SortFunc(ds, func(a, b drain) int { return a.n - b.n })
+	return ds
+}

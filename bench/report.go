@@ -1,0 +1,128 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"strings"
+)
+
+// Which way a figure is better.
+const (
+	higher = "higher"
+	lower  = "lower"
+)
+
+// row is one figure of the main table.
+type row struct {
+	figure   string
+	unit     string
+	ss       float64 // shoestring
+	base     float64 // the baseline; 0 when there is none
+	baseline string  // which one: a, b, c, vips
+	better   string  // higher or lower
+	note     string  // shown in place of a missing baseline
+}
+
+// report is what the figures measured, what failed, and notes on both.
+type report struct {
+	rows        []row
+	scaling     []drain // shoestring's drains
+	bareScaling []drain // baseline (b)'s
+	notes       []string
+	failures    []string
+}
+
+func (r *report) add(rows ...row) { r.rows = append(r.rows, rows...) }
+func (r *report) note(s string)   { r.notes = append(r.notes, s) }
+
+func (r *report) fail(figure string, err error) {
+	r.failures = append(r.failures, figure+": "+err.Error())
+}
+
+// err is nil when every figure was measured.
+func (r *report) err() error {
+	if len(r.failures) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%d figure(s) not measured; see above", len(r.failures))
+}
+
+func (r *report) print(w io.Writer) {
+	fmt.Fprintln(w, "## shoestring vs baseline")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| figure | unit | shoestring | baseline | shoestring/baseline | better |")
+	fmt.Fprintln(w, "|---|---|--:|--:|--:|---|")
+	for _, x := range r.rows {
+		base, ratio, better := "—", "—", x.better
+		switch {
+		case x.base > 0:
+			base = fmt.Sprintf("%s (%s)", num(x.base), x.baseline)
+			ratio = fmt.Sprintf("%.2fx", x.ss/x.base)
+		case x.note != "":
+			base = x.note
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", x.figure, x.unit, num(x.ss), base, ratio, better)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Baselines, run inside the bench process on the same redis-server:")
+	fmt.Fprintln(w, "(a) a net/http handler decoding the same JSON body and calling asynq.Client.Enqueue (no job record);")
+	fmt.Fprintln(w, "(b) one asynq.Server, concurrency 10, on shoestring's default QUEUES, with a no-op handler;")
+	fmt.Fprintln(w, "(c) a net/http handler writing the status, headers and body shoestring's cached /health answered;")
+	fmt.Fprintf(w, "(vips) vipsthumbnail, one process per width, Q=%d. HTTP load: closed loop, Go clients with keep-alive in the bench process,\n", thumbQuality)
+	fmt.Fprintln(w, "sharing the CPUs with what they measure. A drain is timed from the first task taken until none is pending or active;")
+	fmt.Fprintln(w, "the start of `shoestring worker` includes its exec, that of (b) does not.")
+
+	r.printScaling(w)
+	if len(r.notes) > 0 {
+		fmt.Fprintln(w)
+		for _, n := range r.notes {
+			fmt.Fprintf(w, "- %s\n", n)
+		}
+	}
+	if len(r.failures) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "## not measured")
+		fmt.Fprintln(w)
+		for _, f := range r.failures {
+			fmt.Fprintf(w, "- %s\n", strings.ReplaceAll(f, "\n", "\n    "))
+		}
+	}
+}
+
+func (r *report) printScaling(w io.Writer) {
+	if len(r.scaling) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "## drain scaling: `shoestring worker`, WORKER_CONCURRENCY=10, echo jobs")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| jobs | prefill (s) | worker start → first task (ms) | drain (s) | µs per job | jobs/s |")
+	fmt.Fprintln(w, "|--:|--:|--:|--:|--:|--:|")
+	line := func(label string, d drain) {
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", label, num(d.prefill.Seconds()), num(ms(d.startup)),
+			num(d.run.Seconds()), num(us(d.perJob())), num(float64(d.n)/d.run.Seconds()))
+	}
+	for _, d := range sortedDrains(r.scaling) {
+		line(count(d.n), d)
+	}
+	for _, d := range sortedDrains(r.bareScaling) {
+		line(count(d.n)+" (baseline b)", d)
+	}
+}
+
+// num formats v with about three significant digits, thousands separated.
+func num(v float64) string {
+	switch {
+	case math.IsNaN(v) || math.IsInf(v, 0):
+		return "—"
+	case v >= 1000:
+		return count(int(math.Round(v)))
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}
