@@ -18,7 +18,7 @@ func gifScreenBomb(w, h uint16) []byte {
 	b.WriteString("GIF89a")
 	binary.Write(&b, binary.LittleEndian, w)
 	binary.Write(&b, binary.LittleEndian, h)
-	b.Write([]byte{0x80, 0, 0})           // global colour table of 2, background 0, aspect 0
+	b.Write([]byte{0x80, 0, 0})             // global colour table of 2, background 0, aspect 0
 	b.Write([]byte{0, 0, 0, 255, 255, 255}) // the table
 	b.Write([]byte{0x2C, 0, 0, 0, 0, 1, 0, 1, 0, 0})
 	b.Write([]byte{2, 2, 0x4C, 0x01, 0, 0x3B}) // LZW data of one pixel, trailer
