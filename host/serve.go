@@ -136,6 +136,11 @@ func (h *Host) runWeb(ctx context.Context, rs runSpec, sv *worker.Supervision) e
 		return err
 	}
 	defer tk.Stop()
+	sw := &sweeper{bucket: d.bucket, rdb: d.rdb, retention: cfg.JobRetention, logger: logger.With("component", "sweeper")}
+	if err := sw.Start(ctx); err != nil {
+		return err
+	}
+	defer sw.Stop()
 	if rs.trial && len(cfg.APITokens) == 0 {
 		logger.Warn("trial mode: POST /api/v1/jobs, GET /api/v1/queues and GET /api/v1/schedules are open to anyone; set API_TOKEN to require a token")
 	}

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -99,4 +100,31 @@ func TestHealthRequestsAtDebug(t *testing.T) {
 	if got := logs.String(); strings.Contains(got, "path=/status") || !strings.Contains(got, "path=/healthy-cats") {
 		t.Errorf("logs:\n%s", got)
 	}
+}
+
+// FuzzJobRequest: any body of POST /api/v1/jobs either decodes into a request or is
+// refused with a 4xx *Error or a 413, never a panic or a message naming a Go type.
+func FuzzJobRequest(f *testing.F) {
+	for _, seed := range []string{`{"type":"echo","payload":{"message":"hi"}}`, `{"type":"echo",`, `{"type":"x"} {}`,
+		`{"type":"echo","priority":1}`, `{"type":"echo","process_in":"tomorrow"}`, `{"type":"echo","timeout":1e308}`,
+		`{"type":"echo","max_retry":"x"}`, `[]`, `null`, `{"type":1}`, `{"unique_for":-5}`, ``} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r := httptest.NewRequest(http.MethodPost, "/api/v1/jobs", bytes.NewReader(body))
+		var req jobRequest
+		err := DecodeJSON(httptest.NewRecorder(), r, &req)
+		if err == nil {
+			_ = req.task()
+			return
+		}
+		var e *Error
+		var mbe *http.MaxBytesError
+		if !errors.As(err, &e) && !errors.As(err, &mbe) {
+			t.Fatalf("%q: %T %v", body, err, err)
+		}
+		if e != nil && (e.Status < 400 || e.Status > 499 || strings.Contains(e.Msg, "web.") || strings.Contains(e.Msg, "int64")) {
+			t.Fatalf("%q: %d %q", body, e.Status, e.Msg)
+		}
+	})
 }
