@@ -28,9 +28,18 @@ func NewInFlight(rdb redis.UniversalClient, jobs *Jobs) *InFlight {
 
 func inflightKey(worker string) string { return KeyPrefix + "worker:" + worker + ":tasks" }
 
+// inflightWorkers is the set of workers that have had an in-flight index, so finding
+// the orphaned ones reads a set, not the whole keyspace.
+const inflightWorkers = KeyPrefix + "workers:inflight"
+
 // Add records that worker is running task id from queue.
 func (f *InFlight) Add(ctx context.Context, worker, id, queue string) error {
-	if err := f.rdb.HSet(ctx, inflightKey(worker), id, queue).Err(); err != nil {
+	_, err := f.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, inflightKey(worker), id, queue)
+		p.SAdd(ctx, inflightWorkers, worker)
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("record in-flight %s: %w", id, err)
 	}
 	return nil
@@ -43,6 +52,71 @@ func (f *InFlight) Remove(ctx context.Context, worker, id string) error {
 	}
 	return nil
 }
+
+// Begin is Jobs.Start and Add in one round trip: it marks job id active, counts the
+// attempt and records that worker runs it. Errors: ErrCompleted (the task is then not
+// indexed), or Redis's.
+func (f *InFlight) Begin(ctx context.Context, worker, id, typ, queue string, now time.Time) (int, error) {
+	keys := []string{jobKey(id)}
+	args := []any{typ, queue, now.UTC().Format(time.RFC3339Nano), int64(f.jobs.retention / time.Second)}
+	var start *redis.Cmd
+	run := func(p redis.Pipeliner) error {
+		start = startScript.EvalSha(ctx, p, keys, args...)
+		p.HSet(ctx, inflightKey(worker), id, queue)
+		p.SAdd(ctx, inflightWorkers, worker)
+		return nil
+	}
+	_, err := f.rdb.Pipelined(ctx, run)
+	if isNoScript(start.Err()) {
+		if err = startScript.Load(ctx, f.rdb).Err(); err == nil {
+			_, err = f.rdb.Pipelined(ctx, run)
+		}
+	}
+	if err != nil {
+		return 0, fmt.Errorf("start job %s: %w", id, err)
+	}
+	n, err := start.Int()
+	if err != nil {
+		return 0, fmt.Errorf("start job %s: %w", id, err)
+	}
+	if n < 0 {
+		if err := f.Remove(ctx, worker, id); err != nil {
+			return 0, err
+		}
+		return 0, ErrCompleted
+	}
+	return n, nil
+}
+
+// End is Jobs.Finish and Remove in one round trip: it records the outcome of attempt
+// (a final one also drops the checkpoint) and that worker is done with the task.
+// Errors: ErrStaleAttempt (the task is unindexed all the same), or Redis's.
+func (f *InFlight) End(ctx context.Context, worker, id string, attempt int, state string, result []byte, errMsg string, now time.Time) error {
+	keys, args := f.jobs.finishArgs(id, attempt, state, result, errMsg, now)
+	var finish *redis.Cmd
+	run := func(p redis.Pipeliner) error {
+		finish = finishScript.EvalSha(ctx, p, keys, args...)
+		p.HDel(ctx, inflightKey(worker), id)
+		return nil
+	}
+	_, err := f.rdb.Pipelined(ctx, run)
+	if isNoScript(finish.Err()) {
+		if err = finishScript.Load(ctx, f.rdb).Err(); err == nil {
+			_, err = f.rdb.Pipelined(ctx, run)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("update job %s: %w", id, err)
+	}
+	if n, _ := finish.Int(); n == 0 {
+		return ErrStaleAttempt
+	}
+	return nil
+}
+
+// isNoScript reports a script missing from Redis's cache (after a restart or a
+// SCRIPT FLUSH): it is loaded and the pipeline sent again.
+func isNoScript(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") }
 
 //go:embed recover.lua
 var recoverLua string
@@ -74,7 +148,12 @@ func (f *InFlight) Recover(ctx context.Context, worker, reason string) ([]Recove
 	if err != nil {
 		return out, err
 	}
-	if err := f.rdb.Del(ctx, inflightKey(worker)).Err(); err != nil {
+	_, err = f.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, inflightKey(worker))
+		p.SRem(ctx, inflightWorkers, worker)
+		return nil
+	})
+	if err != nil {
 		return out, fmt.Errorf("clear in-flight of %s: %w", worker, err)
 	}
 	return out, nil
@@ -129,12 +208,16 @@ func (f *InFlight) requeue(ctx context.Context, tasks map[string]string, reason 
 
 // Orphans returns the workers that have an in-flight index but no live heartbeat:
 // workers that died without their supervisor recovering their tasks (the whole
-// deployable was killed). It scans keys, so call it at start-up, not per request.
+// deployable was killed). It reads the set of indexed workers, one round trip per
+// worker in it (those of clean stops leave it when recovered, which is a no-op), never
+// the keyspace.
 func (f *InFlight) Orphans(ctx context.Context) ([]string, error) {
+	workers, err := f.rdb.SMembers(ctx, inflightWorkers).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read in-flight workers: %w", err)
+	}
 	var orphans []string
-	iter := f.rdb.Scan(ctx, 0, KeyPrefix+"worker:*:tasks", 100).Iterator()
-	for iter.Next(ctx) {
-		worker := strings.TrimSuffix(strings.TrimPrefix(iter.Val(), KeyPrefix+"worker:"), ":tasks")
+	for _, worker := range workers {
 		n, err := f.rdb.Exists(ctx, workerKey(worker)).Result()
 		if err != nil {
 			return nil, fmt.Errorf("check heartbeat of %s: %w", worker, err)
@@ -142,9 +225,6 @@ func (f *InFlight) Orphans(ctx context.Context) ([]string, error) {
 		if n == 0 {
 			orphans = append(orphans, worker)
 		}
-	}
-	if err := iter.Err(); err != nil {
-		return nil, fmt.Errorf("scan in-flight: %w", err)
 	}
 	return orphans, nil
 }

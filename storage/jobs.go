@@ -214,14 +214,8 @@ var ErrStaleAttempt = errors.New("a newer attempt owns the job record")
 // task goes round again). result is JSON or nil; errMsg is empty on success. Errors:
 // ErrStaleAttempt, or Redis's.
 func (s *Jobs) Finish(ctx context.Context, id string, attempt int, state string, result []byte, errMsg string, now time.Time) error {
-	args := []any{attempt, int64(s.retention / time.Second), "state", state, "error", errMsg}
-	if result != nil {
-		args = append(args, "result", string(result))
-	}
-	if state == StateCompleted || state == StateFailed {
-		args = append(args, "completed_at", now.UTC().Format(time.RFC3339Nano))
-	}
-	n, err := finishScript.Run(ctx, s.rdb, []string{jobKey(id)}, args...).Int()
+	keys, args := s.finishArgs(id, attempt, state, result, errMsg, now)
+	n, err := finishScript.Run(ctx, s.rdb, keys, args...).Int()
 	if err != nil {
 		return fmt.Errorf("update job %s: %w", id, err)
 	}
@@ -230,6 +224,24 @@ func (s *Jobs) Finish(ctx context.Context, id string, attempt int, state string,
 	}
 	return nil
 }
+
+// finishArgs are the keys and arguments of finish.lua: a final outcome also removes
+// the job's checkpoint, in the same step and only if this attempt is current.
+func (s *Jobs) finishArgs(id string, attempt int, state string, result []byte, errMsg string, now time.Time) ([]string, []any) {
+	keys := []string{jobKey(id)}
+	args := []any{attempt, int64(s.retention / time.Second), "state", state, "error", errMsg}
+	if result != nil {
+		args = append(args, "result", string(result))
+	}
+	if state == StateCompleted || state == StateFailed {
+		args = append(args, "completed_at", now.UTC().Format(time.RFC3339Nano))
+		keys = append(keys, CheckpointKey(id))
+	}
+	return keys, args
+}
+
+// CheckpointKey is where worker.Checkpoint keeps task id's progress.
+func CheckpointKey(id string) string { return KeyPrefix + "checkpoint:" + id }
 
 func (s *Jobs) set(ctx context.Context, id string, args ...any) error {
 	key := jobKey(id)

@@ -25,7 +25,7 @@ type Checkpoint struct {
 	ttl  time.Duration
 }
 
-func checkpointKey(id string) string { return storage.KeyPrefix + "checkpoint:" + id }
+func checkpointKey(id string) string { return storage.CheckpointKey(id) }
 
 // Load decodes the last saved state into v (a pointer, as for json.Unmarshal). It
 // reports false, leaving v alone, when nothing was saved yet.
@@ -60,8 +60,4 @@ func (c *Checkpoint) Save(ctx context.Context, v any) error {
 // reports it as progress {done, total}.
 func (c *Checkpoint) Progress(ctx context.Context, done, total int64) error {
 	return c.jobs.SetProgress(ctx, c.id, storage.Progress{Done: done, Total: total})
-}
-
-func (c *Checkpoint) remove(ctx context.Context) error {
-	return c.rdb.Del(ctx, checkpointKey(c.id)).Err()
 }

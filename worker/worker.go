@@ -276,9 +276,11 @@ func (w *Worker) wrap(h Handler) asynq.Handler {
 		queue, _ := asynq.GetQueueName(ctx)
 		log := w.logger.With("task_id", id, "task_type", at.Type(), "queue", queue)
 
+		// One round trip: the record says active, and the index says this worker runs it
+		// (the supervisor requeues what is in the index if the process dies).
 		var attempt int
 		err = retryRedis(ctx, log, "record task start", func() (err error) {
-			attempt, err = w.jobs.Start(ctx, id, at.Type(), queue, time.Now())
+			attempt, err = w.inflight.Begin(ctx, w.id, id, at.Type(), queue, time.Now())
 			return err
 		})
 		if errors.Is(err, storage.ErrCompleted) {
@@ -299,10 +301,6 @@ func (w *Worker) wrap(h Handler) asynq.Handler {
 		}
 		w.active.Add(1)
 		defer w.active.Add(-1)
-		// The supervisor requeues what is in this index if the process dies.
-		if err := w.inflight.Add(ctx, w.id, id, queue); err != nil {
-			log.WarnContext(ctx, "record in-flight task", "err", err)
-		}
 		delivery := id + "#" + strconv.Itoa(attempt)
 		w.watch.begin(ctx, delivery, id)
 		cp := &Checkpoint{rdb: w.rdb, jobs: w.jobs, id: id, ttl: w.cfg.Retention}
@@ -315,11 +313,6 @@ func (w *Worker) wrap(h Handler) asynq.Handler {
 		result, err := runHandler(ctx, h, t)
 		w.watch.end(delivery)
 		rerr := w.record(ctx, log, t, result, err, time.Since(start))
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if ierr := w.inflight.Remove(rctx, w.id, id); ierr != nil {
-			log.WarnContext(ctx, "clear in-flight task", "err", ierr)
-		}
 		if err == nil && rerr != nil {
 			rerr = fmt.Errorf("%w: %v", errRecordLost, rerr)
 			// The work is done but its record is not: have asynq deliver it again rather
@@ -394,8 +387,10 @@ func (w *Worker) record(ctx context.Context, log *slog.Logger, t *Task, result a
 	// attempt to mark the task done would fail too, and its retries of that are
 	// abandoned, so the task would sit until its lease expired and the recoverer swept
 	// (90 s or more). Holding the worker slot meanwhile is the right backpressure.
+	// One round trip: the outcome (a final one drops the checkpoint too) and the index
+	// entry's removal.
 	err := retryRedis(ctx, log, "record task outcome", func() error {
-		return w.jobs.Finish(wctx, t.ID, t.Attempt, state, data, msg, now)
+		return w.inflight.End(wctx, w.id, t.ID, t.Attempt, state, data, msg, now)
 	})
 	if errors.Is(err, storage.ErrStaleAttempt) {
 		log.WarnContext(ctx, "outcome of a superseded attempt discarded (its handler outlived its deadline)", "attempt", t.Attempt, "state", state)
@@ -404,11 +399,6 @@ func (w *Worker) record(ctx context.Context, log *slog.Logger, t *Task, result a
 	if err != nil {
 		log.ErrorContext(ctx, "record task outcome", "state", state, "err", err)
 		return err
-	}
-	if state == storage.StateCompleted || state == storage.StateFailed {
-		if err := t.Checkpoint.remove(wctx); err != nil {
-			log.WarnContext(ctx, "remove checkpoint", "err", err)
-		}
 	}
 	level := slog.LevelInfo
 	if state != storage.StateCompleted {
