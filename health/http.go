@@ -210,17 +210,37 @@ func (e *Endpoints) showDetails(r *http.Request) bool {
 // keyMatches reports whether r carries want as a Bearer token, or (withAPIKey) as
 // X-Api-Key or ?api-key=, comparing in constant time.
 func keyMatches(r *http.Request, want string, withAPIKey bool) bool {
-	var given string
-	if token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
-		given = strings.TrimSpace(token)
-	}
+	given := BearerToken(r)
 	if withAPIKey && given == "" {
 		given = r.Header.Get("X-Api-Key")
 		if given == "" {
 			given = r.URL.Query().Get("api-key")
 		}
 	}
-	return subtle.ConstantTimeCompare([]byte(given), []byte(want)) == 1
+	return TokenMatches(given, want)
+}
+
+// BearerToken returns the token of r's "Authorization: Bearer <token>" header, or "".
+// The scheme is case-insensitive (RFC 7235 §2.1: "bearer" and "BEARER" are Bearer).
+func BearerToken(r *http.Request) string {
+	scheme, token, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return ""
+	}
+	return strings.TrimSpace(token)
+}
+
+// TokenMatches reports whether given is one of tokens (several allow rotation). Every
+// token is compared, each in constant time, so the time taken says nothing of which
+// matched or how much of one did; an empty given or token never matches.
+func TokenMatches(given string, tokens ...string) bool {
+	match := 0
+	for _, t := range tokens {
+		if t != "" && given != "" {
+			match |= subtle.ConstantTimeCompare([]byte(given), []byte(t))
+		}
+	}
+	return match == 1
 }
 
 // ietfStatus maps a Status to the draft's pass, warn and fail.
