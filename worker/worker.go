@@ -390,7 +390,7 @@ func (w *Worker) record(ctx context.Context, log *slog.Logger, t *Task, result a
 	// abandoned, so the task would sit until its lease expired and the recoverer swept
 	// (90 s or more). Holding the worker slot meanwhile is the right backpressure.
 	err := retryRedis(ctx, log, "record task outcome", func() error {
-		return w.jobs.Finish(wctx, t.ID, t.Attempt, state, data, msg, now)
+		return w.jobs.Finish(wctx, t.ID, t.Queue, t.Attempt, state, data, msg, now)
 	})
 	if errors.Is(err, storage.ErrStaleAttempt) {
 		log.WarnContext(ctx, "outcome of a superseded attempt discarded (its handler outlived its deadline)", "attempt", t.Attempt, "state", state)
