@@ -137,6 +137,10 @@ func (h *Host) runWeb(ctx context.Context, cfg config.Config, logger *slog.Logge
 			}
 		}}
 	}
+	var child web.ChildStatus // an interface holding a nil *Supervision would not be nil
+	if sv != nil {
+		child = sv
+	}
 	tier := &httpTier{port: cfg.Port, logger: logger, handler: web.NewServer(web.Deps{
 		Logger:       logger.With("component", "http"),
 		Jobs:         d.jobs,
@@ -150,6 +154,10 @@ func (h *Host) runWeb(ctx context.Context, cfg config.Config, logger *slog.Logge
 		Queues:       cfg.Queues,
 		App:          h.router,
 		MaxBodyBytes: cfg.MaxUploadBytes,
+		Beats:        beats,
+		HeartbeatTTL: worker.HeartbeatTTL,
+		Child:        child,
+		QueueAdmin:   inspector,
 	})}
 	// Listen first, so a taken port is an error from Run, and liveness answers before
 	// the child is even started (a PaaS kills an app that has not bound its port in 60 s).

@@ -42,6 +42,7 @@ func addRoutes(d Deps) http.Handler {
 		r.Handle("/admin/ready", d.Admin.Ready()).Methods(http.MethodPost)
 		r.Handle("/admin/recycle", d.Admin.RecycleHandler()).Methods(http.MethodPost)
 		r.Handle("/admin/status", d.Admin.Status()).Methods(get...)
+		newDashboard(d).mount(r)
 	}
 
 	r.Handle("/api/v1/jobs", handleJobCreate(d)).Methods(http.MethodPost)
