@@ -67,9 +67,11 @@ type dashboard struct {
 
 func newDashboard(d Deps) *dashboard {
 	funcs := template.FuncMap{
-		"ago":    ago,
-		"utc":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
-		"ms":     func(d time.Duration) string { return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 1, 64) + " ms" },
+		"ago": ago,
+		"utc": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+		"ms": func(d time.Duration) string {
+			return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 1, 64) + " ms"
+		},
 		"lower":  strings.ToLower,
 		"pretty": prettyJSON,
 		"short":  func(id string) string { return shorten(id, 14) },
