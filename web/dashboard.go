@@ -562,7 +562,7 @@ func (db *dashboard) retry(w http.ResponseWriter, r *http.Request) (string, erro
 	if err := db.d.Jobs.MarkRetried(r.Context(), job.ID, time.Now()); err != nil {
 		return "", err
 	}
-	return "Job retried: it is pending again.", nil
+	return "Retry requested: the task is back in its queue (the live part below shows how it goes).", nil
 }
 
 // cancel deletes a pending or scheduled job's task; the record stays, failed with the
