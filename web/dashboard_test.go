@@ -345,3 +345,74 @@ func BenchmarkDashboard(b *testing.B) {
 		})
 	}
 }
+
+// TestDashboardActions: cancel deletes a pending job's task and marks its record failed
+// "cancelled"; retry of a failed job runs its archived task again; pause and resume
+// reach asynq. Each answers a redirect back to the page that posted it.
+func TestDashboardActions(t *testing.T) {
+	t.Parallel()
+	f := newDashFixture(t, storagetest.StartRedis(t), true)
+	ctx := context.Background()
+	client := asynq.NewClientFromRedisClient(f.rdb)
+	ins := asynq.NewInspectorFromRedisClient(f.rdb)
+	auth := []string{"Authorization", "Bearer " + testAdminToken}
+	enqueue := func(id string) {
+		t.Helper()
+		if err := f.jobs.Create(ctx, storage.Job{ID: id, Type: "echo", Queue: "default", State: storage.StatePending, CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := client.Enqueue(asynq.NewTask("echo", nil), asynq.TaskID(id), asynq.Queue("default")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	post := func(path, back string) string {
+		t.Helper()
+		res := f.do(t, "POST", path, url.Values{"back": {back}}, auth...)
+		if res.StatusCode != http.StatusSeeOther || !strings.HasPrefix(res.Header.Get("Location"), back+"?") {
+			t.Fatalf("POST %s: %d %q", path, res.StatusCode, res.Header.Get("Location"))
+		}
+		loc, _ := url.Parse(res.Header.Get("Location"))
+		if e := loc.Query().Get("error"); e != "" {
+			t.Fatalf("POST %s: error %q", path, e)
+		}
+		return loc.Query().Get("flash")
+	}
+
+	enqueue("to-cancel")
+	post("/dashboard/jobs/to-cancel/cancel", "/dashboard/jobs/to-cancel")
+	if _, err := ins.GetTaskInfo("default", "to-cancel"); err == nil {
+		t.Error("the cancelled job's task still exists")
+	}
+	if j, _ := f.jobs.Get(ctx, "to-cancel"); j.State != storage.StateFailed || j.Error != "cancelled" || j.Events[len(j.Events)-1].Kind != "cancelled" {
+		t.Errorf("cancelled job record: %+v", j)
+	}
+
+	enqueue("to-retry")
+	if err := ins.ArchiveTask("default", "to-retry"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.jobs.Finish(ctx, "to-retry", "default", 0, storage.StateFailed, nil, "boom", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	post("/dashboard/jobs/to-retry/retry", "/dashboard/jobs/to-retry")
+	if ti, err := ins.GetTaskInfo("default", "to-retry"); err != nil || ti.State != asynq.TaskStatePending {
+		t.Errorf("retried task: %+v %v, want pending", ti, err)
+	}
+	if j, _ := f.jobs.Get(ctx, "to-retry"); j.State != storage.StatePending || j.Error != "" || j.CompletedAt != nil {
+		t.Errorf("retried job record: %+v", j)
+	}
+	// Retrying it again is refused: it is not failed any more.
+	res := f.do(t, "POST", "/dashboard/jobs/to-retry/retry", url.Values{"back": {"/dashboard"}}, auth...)
+	if loc, _ := url.Parse(res.Header.Get("Location")); loc == nil || !strings.Contains(loc.Query().Get("error"), "only a failed job") {
+		t.Errorf("retry of a pending job: %q", res.Header.Get("Location"))
+	}
+
+	post("/dashboard/queues/default/pause", "/dashboard")
+	if qi, err := ins.GetQueueInfo("default"); err != nil || !qi.Paused {
+		t.Errorf("after pause: %+v %v", qi, err)
+	}
+	post("/dashboard/queues/default/resume", "/dashboard")
+	if qi, err := ins.GetQueueInfo("default"); err != nil || qi.Paused {
+		t.Errorf("after resume: %+v %v", qi, err)
+	}
+}
