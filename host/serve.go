@@ -101,6 +101,8 @@ func (h *Host) runServe(ctx context.Context, cfg config.Config, logger *slog.Log
 	return h.runWeb(ctx, cfg, logger, schedules, sv)
 }
 
+var _ web.ChildStatus = (*worker.Supervision)(nil)
+
 // errRecycled ends a process recycled through /admin/recycle: a non-zero exit, so that
 // every platform (systemd's Restart=on-failure too) starts it again.
 var errRecycled = errors.New("recycled on request (POST /admin/recycle); exiting for a restart")
