@@ -245,6 +245,16 @@ func browseDashboard(t *testing.T, in *instance) {
 	}
 	screenshot(t, ctx, filepath.Join(shots, "dashboard-job.png"))
 
+	// The jobs list, filtered through its form to the failed jobs.
+	run("filter the jobs list", chromedp.Navigate(in.base+"/dashboard/jobs"),
+		chromedp.SetValue(chromedp.CSS(`select[name="state"]`), "failed"),
+		chromedp.Submit(chromedp.CSS(`select[name="state"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-job="`+failed+`"]`)))
+	if n := js(`String(document.querySelectorAll("tr[data-job]").length)`); n != "1" {
+		t.Errorf("failed jobs listed: %s, want 1", n)
+	}
+	screenshot(t, ctx, filepath.Join(shots, "dashboard-jobs.png"))
+
 	// Pause a queue from the overview.
 	run("pause default", chromedp.Navigate(in.base+"/dashboard"),
 		chromedp.Click(chromedp.CSS(`tr[data-queue="default"] form[action$="/pause"] button`)),
