@@ -323,6 +323,16 @@ func TestRecoverPoisonTask(t *testing.T) {
 	if j.State != StateFailed || j.Interrupted != ArchiveLimit+1 || !strings.Contains(j.Error, "presumed to kill its worker") {
 		t.Errorf("record = %+v", j)
 	}
+	// The timeline shows each interruption with its reason.
+	var interrupted int
+	for _, e := range j.Events {
+		if e.Kind == "interrupted" && strings.Contains(e.Detail, "killed by signal killed") {
+			interrupted++
+		}
+	}
+	if interrupted != ArchiveLimit+1 {
+		t.Errorf("timeline has %d interruptions, want %d: %+v", interrupted, ArchiveLimit+1, j.Events)
+	}
 
 	// A completed record stays completed even when asynq still lists the task active.
 	jobs.Create(ctx, Job{ID: "c", Type: "echo", Queue: "default", State: StatePending, CreatedAt: time.Now()})

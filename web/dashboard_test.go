@@ -212,6 +212,20 @@ func TestDashboardPages(t *testing.T) {
 	f := newDashFixture(t, storagetest.StartRedis(t), true)
 	f.completedJob(t, "job-done-1", "echo", "critical")
 	auth := []string{"Authorization", "Bearer " + testAdminToken}
+	ctx := context.Background()
+	if err := f.jobs.Create(ctx, storage.Job{ID: "job-running", Type: "batch:count", Queue: "default", State: storage.StatePending, CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.jobs.SetProgress(ctx, "job-running", storage.Progress{Done: 3, Total: 12}); err != nil {
+		t.Fatal(err)
+	}
+	running := readBody(t, f.do(t, "GET", "/dashboard/jobs/job-running", nil, auth...))
+	for _, want := range []string{`<progress class="big" value="3" max="12">25%</progress>`, "3 of 12 units checkpointed (25%)",
+		`action="/dashboard/jobs/job-running/cancel"`} {
+		if !strings.Contains(running, want) {
+			t.Errorf("page of a job in progress lacks %q", want)
+		}
+	}
 
 	overview := readBody(t, f.do(t, "GET", "/dashboard", nil, auth...))
 	for _, want := range []string{`data-queue="critical"`, `data-queue="default"`, `href="/dashboard/jobs/job-done-1"`,
