@@ -73,7 +73,6 @@ func newDashboard(d Deps) *dashboard {
 			return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 1, 64) + " ms"
 		},
 		"lower":  strings.ToLower,
-		"pretty": prettyJSON,
 		"short":  func(id string) string { return shorten(id, 14) },
 		"query":  func(v url.Values) string { return v.Encode() },
 	}
