@@ -72,9 +72,9 @@ func newDashboard(d Deps) *dashboard {
 		"ms": func(d time.Duration) string {
 			return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 1, 64) + " ms"
 		},
-		"lower":  strings.ToLower,
-		"short":  func(id string) string { return shorten(id, 14) },
-		"query":  func(v url.Values) string { return v.Encode() },
+		"lower": strings.ToLower,
+		"short": func(id string) string { return shorten(id, 14) },
+		"query": func(v url.Values) string { return v.Encode() },
 	}
 	base := template.Must(template.New("layout.html").Funcs(funcs).ParseFS(dashboardFS, "dashboard/layout.html"))
 	pages := map[string]*template.Template{}
