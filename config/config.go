@@ -69,7 +69,7 @@ type Config struct {
 	// before the queue check is Degraded and Unhealthy.
 	QueueLatencyWarn time.Duration
 	QueueLatencyFail time.Duration
-	// AdminToken guards /admin/*; empty disables those routes (404).
+	// AdminToken guards /admin/* and /dashboard; empty disables those routes (404).
 	AdminToken string
 	// WorkerExitPolicy is "exit" (the parent exits when its child dies, for the platform
 	// to restart the deployable) or "restart" (the parent restarts the child in place).
@@ -241,7 +241,7 @@ var settings = []Setting{
 			c.QueueLatencyFail, err = parseDurationRange(v, time.Second, 7*24*time.Hour)
 			return err
 		}},
-	{Name: "ADMIN_TOKEN", Default: "", Secret: true, Description: "Bearer token for `/admin/busy`, `/admin/ready`, `/admin/recycle` and `/admin/status`. Unset: those routes are 404.",
+	{Name: "ADMIN_TOKEN", Default: "", Secret: true, Description: "Bearer token for `/admin/busy`, `/admin/ready`, `/admin/recycle` and `/admin/status`, and the login of `/dashboard` (form or Bearer). Unset: those routes are 404.",
 		set: func(c *Config, v string) error { c.AdminToken = v; return nil }},
 	{Name: "WORKER_EXIT_POLICY", Default: PolicyExit, Description: "When the worker child dies: `exit` (the parent exits non-zero, the platform restarts the deployable) or `restart` (restarted in place with jittered exponential backoff).",
 		set: func(c *Config, v string) error { c.WorkerExitPolicy = v; return oneOf(v, PolicyExit, PolicyRestart) }},

@@ -30,9 +30,23 @@ func (a *Admin) Busy() http.Handler { return a.setBusy(true) }
 // if its worker is not up yet (the body says which). 409 while draining.
 func (a *Admin) Ready() http.Handler { return a.setBusy(false) }
 
+// SetBusy sets (or clears) Busy as POST /admin/busy (/admin/ready) does; false while
+// draining, changing nothing.
+func (a *Admin) SetBusy(busy bool) bool { return a.State.SetBusy(busy) }
+
+// StartRecycle turns the instance Busy and starts the graceful stop of a recycle, as
+// POST /admin/recycle does; false while draining, changing nothing.
+func (a *Admin) StartRecycle() bool {
+	if !a.State.SetBusy(true) {
+		return false
+	}
+	a.Recycle()
+	return true
+}
+
 func (a *Admin) setBusy(busy bool) http.Handler {
 	return a.auth(func(w http.ResponseWriter, r *http.Request) {
-		if !a.State.SetBusy(busy) {
+		if !a.SetBusy(busy) {
 			a.write(w, http.StatusConflict)
 			return
 		}
@@ -44,11 +58,10 @@ func (a *Admin) setBusy(busy bool) http.Handler {
 // process exits for the platform to restart it: POST /admin/recycle answers 202.
 func (a *Admin) RecycleHandler() http.Handler {
 	return a.auth(func(w http.ResponseWriter, r *http.Request) {
-		if !a.State.SetBusy(true) {
+		if !a.StartRecycle() {
 			a.write(w, http.StatusConflict)
 			return
 		}
-		a.Recycle()
 		a.write(w, http.StatusAccepted)
 	})
 }

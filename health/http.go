@@ -134,6 +134,16 @@ func (e *Endpoints) wrap(h http.HandlerFunc) http.Handler {
 	})
 }
 
+// Pings reports the keep-alive record: how many health requests were answered, and
+// the time and user agent of the last (zero before the first). Safe for concurrent use.
+func (e *Endpoints) Pings() (count int64, lastAt time.Time, userAgent string) {
+	count = e.pings.Load()
+	if p := e.lastPing.Load(); p != nil {
+		lastAt, userAgent = p.At, p.UserAgent
+	}
+	return count, lastAt, userAgent
+}
+
 func (e *Endpoints) write(w http.ResponseWriter, r *http.Request, rep Report, cacheable bool) {
 	details := e.showDetails(r)
 	var body any

@@ -114,6 +114,8 @@ func (h *Host) runServe(ctx context.Context, rs runSpec, getenv func(string) str
 	return h.runWeb(ctx, rs, sv)
 }
 
+var _ web.ChildStatus = (*worker.Supervision)(nil)
+
 // errRecycled ends a process recycled through /admin/recycle: a non-zero exit, so that
 // every platform (systemd's Restart=on-failure too) starts it again.
 var errRecycled = errors.New("recycled on request (POST /admin/recycle); exiting for a restart")
@@ -159,6 +161,10 @@ func (h *Host) runWeb(ctx context.Context, rs runSpec, sv *worker.Supervision) e
 			}
 		}}
 	}
+	var child web.ChildStatus // an interface holding a nil *Supervision would not be nil
+	if sv != nil {
+		child = sv
+	}
 	tier := &httpTier{port: cfg.Port, logger: logger, handler: web.NewServer(web.Deps{
 		Logger:       logger.With("component", "http"),
 		Jobs:         d.jobs,
@@ -175,6 +181,10 @@ func (h *Host) runWeb(ctx context.Context, rs runSpec, sv *worker.Supervision) e
 		APIOpen:      rs.trial,
 		App:          h.router,
 		MaxBodyBytes: cfg.MaxUploadBytes,
+		Beats:        beats,
+		HeartbeatTTL: worker.HeartbeatTTL,
+		Child:        child,
+		QueueAdmin:   inspector,
 	})}
 	// Listen first, so a taken port is an error from Run, and liveness answers before
 	// the child is even started (a PaaS kills an app that has not bound its port in 60 s).

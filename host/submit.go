@@ -123,7 +123,7 @@ func (h *Host) submitTo(ctx context.Context, d *deps, r task.Request) (storage.J
 	if r.ProcessIn > 0 {
 		state = storage.StateScheduled
 	}
-	job := storage.Job{ID: id, Type: r.Kind, Queue: queue, State: state, CreatedAt: time.Now(), Schedule: r.Schedule, Note: r.Note}
+	job := storage.Job{ID: id, Type: r.Kind, Queue: queue, State: state, CreatedAt: time.Now(), Schedule: r.Schedule, Note: r.Note, Payload: payload}
 	if !r.Tick.IsZero() {
 		job.Tick = &r.Tick
 	}

@@ -91,8 +91,8 @@ func (f *InFlight) Begin(ctx context.Context, worker, id, typ, queue string, now
 // End is Jobs.Finish and Remove in one round trip: it records the outcome of attempt
 // (a final one also drops the checkpoint) and that worker is done with the task.
 // Errors: ErrStaleAttempt (the task is unindexed all the same), or Redis's.
-func (f *InFlight) End(ctx context.Context, worker, id string, attempt int, state string, result []byte, errMsg string, now time.Time) error {
-	keys, args := f.jobs.finishArgs(id, attempt, state, result, errMsg, now)
+func (f *InFlight) End(ctx context.Context, worker, id, queue string, attempt int, state string, result []byte, errMsg string, now time.Time) error {
+	keys, args := f.jobs.finishArgs(id, queue, attempt, state, result, errMsg, now)
 	var finish *redis.Cmd
 	run := func(p redis.Pipeliner) error {
 		finish = finishScript.EvalSha(ctx, p, keys, args...)

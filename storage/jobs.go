@@ -58,7 +58,25 @@ type Job struct {
 	Schedule string     `json:"schedule,omitempty"`
 	Tick     *time.Time `json:"tick,omitempty"`
 	Note     string     `json:"note,omitempty"`
+	// Payload is the task's arguments as enqueued, cut at MaxStoredPayload bytes
+	// (PayloadTruncated then says so, and Payload may not be valid JSON). Events is the
+	// timeline, oldest first. Neither is part of the API's job JSON.
+	Payload          []byte  `json:"-"`
+	PayloadTruncated bool    `json:"-"`
+	Events           []Event `json:"-"`
 }
+
+// Event is one entry of a job's timeline: Kind is created, started, retry, completed,
+// failed, pending (returned to its queue), interrupted, retried or cancelled; Detail
+// says more ("attempt 2", the reason of an interruption).
+type Event struct {
+	Kind   string
+	At     time.Time
+	Detail string
+}
+
+// MaxStoredPayload bounds the payload bytes a job record keeps for the dashboard.
+const MaxStoredPayload = 64 << 10
 
 // Jobs stores job records in Redis, one hash per job at shoestring:job:{id}, with a
 // TTL of the retention renewed on every write. Safe for concurrent use; every method
@@ -76,6 +94,10 @@ func NewJobs(rdb redis.UniversalClient, retention time.Duration) *Jobs {
 func jobKey(id string) string { return KeyPrefix + "job:" + id }
 
 const recentKey = KeyPrefix + "jobs:recent"
+
+// indexKey is the dashboard's index of every job younger than the retention, scored by
+// creation time in unix ms.
+const indexKey = KeyPrefix + "jobs:index"
 
 // recentMax bounds the index of recent jobs kept for the dashboard.
 const recentMax = 1000
@@ -97,6 +119,14 @@ func NewJobID() string { return strings.ToLower(rand.Text()) }
 func (s *Jobs) Create(ctx context.Context, j Job) error {
 	args := []any{j.Type, j.Queue, j.State, j.CreatedAt.UTC().Format(time.RFC3339Nano), int64(s.retention / time.Second),
 		j.CreatedAt.UnixMilli(), j.ID, recentMax}
+	payload, truncated := j.Payload, false
+	if len(payload) > MaxStoredPayload {
+		payload, truncated = payload[:MaxStoredPayload], true
+	}
+	args = append(args, string(payload))
+	if truncated {
+		args = append(args, "payload_truncated", 1)
+	}
 	if j.Schedule != "" {
 		args = append(args, "schedule", j.Schedule)
 	}
@@ -106,7 +136,7 @@ func (s *Jobs) Create(ctx context.Context, j Job) error {
 	if j.Note != "" {
 		args = append(args, "note", j.Note)
 	}
-	n, err := createScript.Run(ctx, s.rdb, []string{jobKey(j.ID), recentKey}, args...).Int()
+	n, err := createScript.Run(ctx, s.rdb, []string{jobKey(j.ID), recentKey, indexKey}, args...).Int()
 	if err != nil {
 		return fmt.Errorf("create job %s: %w", j.ID, err)
 	}
@@ -125,7 +155,7 @@ var undoScript = redis.NewScript(undoLua)
 // it is untouched (pending or scheduled, no attempt): a record a worker has written
 // to since belongs to a task that exists after all.
 func (s *Jobs) Undo(ctx context.Context, id string) error {
-	if err := undoScript.Run(ctx, s.rdb, []string{jobKey(id), recentKey}, id).Err(); err != nil {
+	if err := undoScript.Run(ctx, s.rdb, []string{jobKey(id), recentKey, indexKey}, id).Err(); err != nil {
 		return fmt.Errorf("undo job %s: %w", id, err)
 	}
 	return nil
@@ -136,6 +166,7 @@ func (s *Jobs) Delete(ctx context.Context, id string) error {
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, jobKey(id))
 		p.ZRem(ctx, recentKey, id)
+		p.ZRem(ctx, indexKey, id)
 		return nil
 	})
 	if err != nil {
@@ -153,6 +184,17 @@ func (s *Jobs) Get(ctx context.Context, id string) (Job, error) {
 	if len(m) == 0 {
 		return Job{}, ErrNotFound
 	}
+	j := parseJob(id, m)
+	if p := m["payload"]; p != "" {
+		j.Payload = []byte(p)
+	}
+	j.PayloadTruncated = m["payload_truncated"] == "1"
+	j.Events = parseEvents(m["events"])
+	return j, nil
+}
+
+// parseJob builds a Job from the fields of its hash (all but payload and events).
+func parseJob(id string, m map[string]string) Job {
 	j := Job{ID: id, Type: m["type"], Queue: m["queue"], State: m["state"], Error: m["error"]}
 	j.Attempts, _ = strconv.Atoi(m["attempts"])
 	j.Interrupted, _ = strconv.Atoi(m["interrupted"])
@@ -172,7 +214,22 @@ func (s *Jobs) Get(ctx context.Context, id string) (Job, error) {
 			j.CompletedAt = &t
 		}
 	}
-	return j, nil
+	return j
+}
+
+// parseEvents reads the timeline field: one "kind RFC3339 [detail]" line per event.
+func parseEvents(s string) []Event {
+	var out []Event
+	for line := range strings.SplitSeq(strings.TrimSpace(s), "\n") {
+		kind, rest, _ := strings.Cut(line, " ")
+		at, detail, _ := strings.Cut(rest, " ")
+		t, err := time.Parse(time.RFC3339Nano, at)
+		if kind == "" || err != nil {
+			continue
+		}
+		out = append(out, Event{Kind: kind, At: t, Detail: detail})
+	}
+	return out
 }
 
 //go:embed start.lua
@@ -211,10 +268,12 @@ var ErrStaleAttempt = errors.New("a newer attempt owns the job record")
 
 // Finish records the outcome of attempt (as Start numbered it; 0 for any). state is
 // completed or failed (final; the completion time is set), or retry or pending (the
-// task goes round again). result is JSON or nil; errMsg is empty on success. Errors:
-// ErrStaleAttempt, or Redis's.
-func (s *Jobs) Finish(ctx context.Context, id string, attempt int, state string, result []byte, errMsg string, now time.Time) error {
-	keys, args := s.finishArgs(id, attempt, state, result, errMsg, now)
+// task goes round again). result is JSON or nil; errMsg is empty on success. A final
+// outcome also removes the job's checkpoint, and a completion in queue ("" for none)
+// counts in that queue's completions of the minute (see Completions), in the same
+// script. Errors: ErrStaleAttempt, or Redis's.
+func (s *Jobs) Finish(ctx context.Context, id, queue string, attempt int, state string, result []byte, errMsg string, now time.Time) error {
+	keys, args := s.finishArgs(id, queue, attempt, state, result, errMsg, now)
 	n, err := finishScript.Run(ctx, s.rdb, keys, args...).Int()
 	if err != nil {
 		return fmt.Errorf("update job %s: %w", id, err)
@@ -226,16 +285,24 @@ func (s *Jobs) Finish(ctx context.Context, id string, attempt int, state string,
 }
 
 // finishArgs are the keys and arguments of finish.lua: a final outcome also removes
-// the job's checkpoint, in the same step and only if this attempt is current.
-func (s *Jobs) finishArgs(id string, attempt int, state string, result []byte, errMsg string, now time.Time) ([]string, []any) {
+// the job's checkpoint, in the same step and only if this attempt is current; a
+// completion counts in its queue's completions of the minute.
+func (s *Jobs) finishArgs(id, queue string, attempt int, state string, result []byte, errMsg string, now time.Time) ([]string, []any) {
+	event := state + " " + now.UTC().Format(time.RFC3339Nano)
+	if state == StateRetry || state == StateFailed {
+		event += " attempt " + strconv.Itoa(attempt)
+	}
 	keys := []string{jobKey(id)}
-	args := []any{attempt, int64(s.retention / time.Second), "state", state, "error", errMsg}
+	args := []any{attempt, int64(s.retention / time.Second), event, "state", state, "error", errMsg}
 	if result != nil {
 		args = append(args, "result", string(result))
 	}
 	if state == StateCompleted || state == StateFailed {
 		args = append(args, "completed_at", now.UTC().Format(time.RFC3339Nano))
 		keys = append(keys, CheckpointKey(id))
+		if state == StateCompleted && queue != "" {
+			keys = append(keys, completedKey(queue, now.Unix()/60))
+		}
 	}
 	return keys, args
 }

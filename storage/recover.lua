@@ -16,6 +16,10 @@ local final = jstate == "completed" or jstate == "failed"
 local function record(...)
   if hasJob and not final then
     redis.call("HSET", job, ...)
+    if redis.call("HSTRLEN", job, "events") < 8192 then
+      redis.call("HSET", job, "events", (redis.call("HGET", job, "events") or "") ..
+        "interrupted " .. ARGV[3] .. " " .. ARGV[2] .. "\n")
+    end
     redis.call("EXPIRE", job, ARGV[4])
   end
 end

@@ -9,5 +9,9 @@ redis.call("HSETNX", key, "queue", ARGV[2])
 redis.call("HSETNX", key, "created_at", ARGV[3])
 redis.call("HSET", key, "state", "active", "error", "")
 local n = redis.call("HINCRBY", key, "attempts", 1)
+-- The timeline: one line per event, bounded so a crash-looping task cannot grow it.
+if redis.call("HSTRLEN", key, "events") < 8192 then
+  redis.call("HSET", key, "events", (redis.call("HGET", key, "events") or "") .. "started " .. ARGV[3] .. " attempt " .. n .. "\n")
+end
 redis.call("EXPIRE", key, ARGV[4])
 return n

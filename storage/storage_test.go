@@ -47,10 +47,10 @@ func TestJobsLifecycle(t *testing.T) {
 	if err := jobs.SetProgress(ctx, "j1", Progress{Done: 2, Total: 5}); err != nil {
 		t.Fatal(err)
 	}
-	if err := jobs.Finish(ctx, "j1", 2, StateRetry, nil, "boom", time.Now()); err != nil {
+	if err := jobs.Finish(ctx, "j1", "default", 2, StateRetry, nil, "boom", time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if err := jobs.Finish(ctx, "j1", 1, StateFailed, nil, "late outcome of attempt 1", time.Now()); !errors.Is(err, ErrStaleAttempt) {
+	if err := jobs.Finish(ctx, "j1", "default", 1, StateFailed, nil, "late outcome of attempt 1", time.Now()); !errors.Is(err, ErrStaleAttempt) {
 		t.Fatalf("outcome of a stale attempt: %v, want ErrStaleAttempt", err)
 	}
 	j, _ := jobs.Get(ctx, "j1")
@@ -58,7 +58,7 @@ func TestJobsLifecycle(t *testing.T) {
 		t.Fatalf("after retry: %+v", j)
 	}
 	done := time.Now()
-	if err := jobs.Finish(ctx, "j1", 0, StateCompleted, []byte(`{"ok":true}`), "", done); err != nil {
+	if err := jobs.Finish(ctx, "j1", "default", 0, StateCompleted, []byte(`{"ok":true}`), "", done); err != nil {
 		t.Fatal(err)
 	}
 	j, _ = jobs.Get(ctx, "j1")
@@ -323,10 +323,20 @@ func TestRecoverPoisonTask(t *testing.T) {
 	if j.State != StateFailed || j.Interrupted != ArchiveLimit+1 || !strings.Contains(j.Error, "presumed to kill its worker") {
 		t.Errorf("record = %+v", j)
 	}
+	// The timeline shows each interruption with its reason.
+	var interrupted int
+	for _, e := range j.Events {
+		if e.Kind == "interrupted" && strings.Contains(e.Detail, "killed by signal killed") {
+			interrupted++
+		}
+	}
+	if interrupted != ArchiveLimit+1 {
+		t.Errorf("timeline has %d interruptions, want %d: %+v", interrupted, ArchiveLimit+1, j.Events)
+	}
 
 	// A completed record stays completed even when asynq still lists the task active.
 	jobs.Create(ctx, Job{ID: "c", Type: "echo", Queue: "default", State: StatePending, CreatedAt: time.Now()})
-	jobs.Finish(ctx, "c", 0, StateCompleted, []byte(`{}`), "", time.Now())
+	jobs.Finish(ctx, "c", "default", 0, StateCompleted, []byte(`{}`), "", time.Now())
 	rdb.LPush(ctx, "asynq:{default}:active", "c")
 	rdb.HSet(ctx, "asynq:{default}:t:c", "state", "active")
 	inflight.Add(ctx, "w2", "c", "default")

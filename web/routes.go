@@ -45,6 +45,7 @@ func addRoutes(d Deps) http.Handler {
 		r.Handle("/admin/ready", d.Admin.Ready()).Methods(http.MethodPost)
 		r.Handle("/admin/recycle", d.Admin.RecycleHandler()).Methods(http.MethodPost)
 		r.Handle("/admin/status", d.Admin.Status()).Methods(get...)
+		newDashboard(d).mount(r)
 	}
 
 	// The job id is a capability (130 random bits): GET /api/v1/jobs/{id} needs no token.

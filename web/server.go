@@ -49,7 +49,8 @@ type Deps struct {
 	Health    *health.Endpoints
 	// HealthPath is the base of the health routes, e.g. "/health".
 	HealthPath string
-	// Admin serves /admin/*; nil leaves those routes unmounted (404).
+	// Admin serves /admin/* and, with its token, /dashboard; nil leaves those routes
+	// unmounted (404).
 	Admin *health.Admin
 	// Queues are the queues GET /api/v1/queues reports: the ones the workers serve.
 	Queues map[string]int
@@ -67,6 +68,14 @@ type Deps struct {
 	// are limited to MaxBodyBytes. nil answers 404.
 	App          http.Handler
 	MaxBodyBytes int64
+
+	// For the dashboard. Beats lists live workers (heartbeats younger than
+	// HeartbeatTTL); Child is the combined-mode worker child, nil in web mode;
+	// QueueAdmin does the dashboard's actions on queues and tasks (required with Admin).
+	Beats        WorkerLister
+	HeartbeatTTL time.Duration
+	Child        ChildStatus
+	QueueAdmin   QueueAdmin
 }
 
 // ScheduleView is one schedule as GET /api/v1/schedules reports it. LastState is the

@@ -60,6 +60,30 @@ type Supervision struct {
 	stopped chan struct{} // closed when the loop has ended
 	once    sync.Once
 	last    Exit // written by the loop before stopped is closed
+
+	// The current child, for ChildStatus: written by Start and the loop.
+	mu        sync.Mutex
+	pid       int
+	startedAt time.Time
+	restarts  int
+}
+
+// ChildStatus reports the current worker child: its pid (0 while none runs), when it
+// started, and how many times it was restarted since the Supervision started. Safe for
+// concurrent use.
+func (s *Supervision) ChildStatus() (pid int, started time.Time, restarts int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pid, s.startedAt, s.restarts
+}
+
+func (s *Supervision) setChild(pid int, restarted bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pid, s.startedAt = pid, time.Now()
+	if restarted {
+		s.restarts++
+	}
 }
 
 // Start starts the first child and returns once it runs. Errors: it cannot be started.
@@ -72,6 +96,7 @@ func (s *Supervision) Start(ctx context.Context) error {
 		close(s.stopped)
 		return err
 	}
+	s.setChild(sup.PID(), false)
 	go s.loop(ctx, sup)
 	return nil
 }
@@ -124,6 +149,7 @@ func (s *Supervision) loop(ctx context.Context, sup *Supervisor) {
 			}
 		}
 		s.Logger.Error("worker child exited unexpectedly", "child_pid", ex.PID, "exit_code", ex.Code, "signal", ex.Signal)
+		s.setChild(0, false)
 		if s.OnDown != nil {
 			s.OnDown() // before anything slow: no worker runs now
 		}
@@ -157,6 +183,7 @@ func (s *Supervision) loop(ctx context.Context, sup *Supervisor) {
 			s.done <- s.last
 			return
 		}
+		s.setChild(sup.PID(), true)
 	}
 }
 

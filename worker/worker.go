@@ -390,7 +390,7 @@ func (w *Worker) record(ctx context.Context, log *slog.Logger, t *Task, result a
 	// One round trip: the outcome (a final one drops the checkpoint too) and the index
 	// entry's removal.
 	err := retryRedis(ctx, log, "record task outcome", func() error {
-		return w.inflight.End(wctx, w.id, t.ID, t.Attempt, state, data, msg, now)
+		return w.inflight.End(wctx, w.id, t.ID, t.Queue, t.Attempt, state, data, msg, now)
 	})
 	if errors.Is(err, storage.ErrStaleAttempt) {
 		log.WarnContext(ctx, "outcome of a superseded attempt discarded (its handler outlived its deadline)", "attempt", t.Attempt, "state", state)

@@ -1,0 +1,152 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ListScanMax bounds the index entries one List call reads: a page of a filter that
+// matches few jobs may come back short (with a cursor to go on) rather than read
+// thousands of records.
+const ListScanMax = 500
+
+// Filter selects jobs for List; an empty field matches every job.
+type Filter struct {
+	State, Type, Queue string
+}
+
+func (f Filter) match(j Job) bool {
+	return (f.State == "" || f.State == j.State) && (f.Type == "" || f.Type == j.Type) &&
+		(f.Queue == "" || f.Queue == j.Queue)
+}
+
+// Page is one page of List: the jobs, newest first, without payload or timeline;
+// Next is the cursor of the following page ("" at the end); Scanned is how many index
+// entries were read.
+type Page struct {
+	Jobs    []Job
+	Next    string
+	Scanned int
+}
+
+var listFields = []string{"type", "queue", "state", "attempts", "interrupted", "done", "total", "error",
+	"created_at", "completed_at"}
+
+// List returns up to limit jobs matching f, newest first, starting after cursor (""
+// for the newest). It reads at most ListScanMax index entries, in batches, each batch
+// one pipelined round trip of HMGETs: a job's state changes, so filters read the
+// record, never a copy in the index. Records past their retention are skipped.
+func (s *Jobs) List(ctx context.Context, f Filter, cursor string, limit int) (Page, error) {
+	maxScore, afterID := "+inf", ""
+	if cursor != "" {
+		sc, id, ok := strings.Cut(cursor, "-")
+		if _, err := strconv.ParseInt(sc, 10, 64); !ok || err != nil {
+			return Page{}, fmt.Errorf("list jobs: bad cursor %q", cursor)
+		}
+		maxScore, afterID = sc, id
+	}
+	var page Page
+	for page.Scanned < ListScanMax && len(page.Jobs) < limit {
+		batch := int64(min(100, ListScanMax-page.Scanned))
+		zs, err := s.rdb.ZRevRangeByScoreWithScores(ctx, indexKey, &redis.ZRangeBy{Max: maxScore, Min: "-inf", Count: batch + 50}).Result()
+		if err != nil {
+			return Page{}, fmt.Errorf("list jobs: %w", err)
+		}
+		// Skip what the cursor has passed: ties in score come in reverse id order.
+		top, _ := strconv.ParseFloat(maxScore, 64)
+		for len(zs) > 0 && afterID != "" && zs[0].Score == top && zs[0].Member.(string) >= afterID {
+			zs = zs[1:]
+		}
+		if int64(len(zs)) > batch {
+			zs = zs[:batch]
+		}
+		if len(zs) == 0 {
+			page.Next = ""
+			return page, nil
+		}
+		cmds := make([]*redis.SliceCmd, len(zs))
+		_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, z := range zs {
+				cmds[i] = p.HMGet(ctx, jobKey(z.Member.(string)), listFields...)
+			}
+			return nil
+		})
+		if err != nil && err != redis.Nil {
+			return Page{}, fmt.Errorf("list jobs: %w", err)
+		}
+		for i, z := range zs {
+			id := z.Member.(string)
+			page.Scanned++
+			maxScore, afterID = strconv.FormatInt(int64(z.Score), 10), id
+			page.Next = maxScore + "-" + id
+			vals := cmds[i].Val()
+			if len(vals) == 0 || vals[0] == nil {
+				continue // expired
+			}
+			m := make(map[string]string, len(listFields))
+			for k, v := range vals {
+				if s, ok := v.(string); ok {
+					m[listFields[k]] = s
+				}
+			}
+			if j := parseJob(id, m); f.match(j) {
+				page.Jobs = append(page.Jobs, j)
+				if len(page.Jobs) == limit {
+					break
+				}
+			}
+		}
+	}
+	return page, nil
+}
+
+func completedKey(queue string, minute int64) string {
+	return KeyPrefix + "stats:completed:" + queue + ":" + strconv.FormatInt(minute, 10)
+}
+
+// Completions returns how many tasks of queue completed in each of the n minutes up to
+// and including now's, oldest first, in one round trip. The counters live two hours.
+func (s *Jobs) Completions(ctx context.Context, queue string, n int, now time.Time) ([]int64, error) {
+	last := now.Unix() / 60
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = completedKey(queue, last-int64(n-1-i))
+	}
+	vals, err := s.rdb.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("completions of %s: %w", queue, err)
+	}
+	out := make([]int64, n)
+	for i, v := range vals {
+		if s, ok := v.(string); ok {
+			out[i], _ = strconv.ParseInt(s, 10, 64)
+		}
+	}
+	return out, nil
+}
+
+// MarkRetried puts a failed job's record back to pending after an operator ran its
+// task again: the error and completion time are cleared, the timeline says so.
+func (s *Jobs) MarkRetried(ctx context.Context, id string, now time.Time) error {
+	return s.mark(ctx, id, "retried", now, "state", StatePending, "error", "", "completed_at", "")
+}
+
+// MarkCancelled records that an operator deleted a pending or scheduled job's task: the
+// record stays, failed with the error "cancelled", for the rest of its retention.
+func (s *Jobs) MarkCancelled(ctx context.Context, id string, now time.Time) error {
+	return s.mark(ctx, id, "cancelled", now, "state", StateFailed, "error", "cancelled",
+		"completed_at", now.UTC().Format(time.RFC3339Nano))
+}
+
+func (s *Jobs) mark(ctx context.Context, id, event string, now time.Time, fields ...any) error {
+	args := append([]any{0, int64(s.retention / time.Second), event + " " + now.UTC().Format(time.RFC3339Nano) + " by an operator"}, fields...)
+	if err := finishScript.Run(ctx, s.rdb, []string{jobKey(id)}, args...).Err(); err != nil {
+		return fmt.Errorf("update job %s: %w", id, err)
+	}
+	return nil
+}

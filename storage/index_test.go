@@ -1,0 +1,94 @@
+package storage
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/shoestring-go/shoestring/storage/storagetest"
+)
+
+// TestJobIndexRetention: the dashboard's index forgets jobs older than the retention
+// when a job is created, and List skips records that expired before that.
+func TestJobIndexRetention(t *testing.T) {
+	t.Parallel()
+	r := storagetest.StartRedis(t)
+	rdb := r.Client(t)
+	jobs := NewJobs(rdb, time.Hour)
+	ctx := context.Background()
+	now := time.Now()
+	for id, age := range map[string]time.Duration{"old": 2 * time.Hour, "gone": time.Minute, "new": 0} {
+		if err := jobs.Create(ctx, Job{ID: id, Type: "echo", Queue: "default", State: StatePending, CreatedAt: now.Add(-age)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Whatever the order of creation, "old" was trimmed by a later one, or by its own.
+	if err := jobs.Create(ctx, Job{ID: "newest", Type: "echo", Queue: "default", State: StatePending, CreatedAt: now.Add(time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	rdb.Del(ctx, jobKey("gone")) // expired
+	ids, err := rdb.ZRange(ctx, indexKey, 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"gone", "new", "newest"}, ids); diff != "" {
+		t.Errorf("index (-want +got):\n%s", diff)
+	}
+	page, err := jobs.List(ctx, Filter{}, "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, j := range page.Jobs {
+		got = append(got, j.ID)
+	}
+	if diff := cmp.Diff([]string{"newest", "new"}, got); diff != "" || page.Scanned != 3 {
+		t.Errorf("List (-want +got):\n%s scanned %d", diff, page.Scanned)
+	}
+}
+
+// TestCompletionsAndTimeline: a completion counts in its queue's minute, in the same
+// script as the record; the timeline lists each step; a payload over the cap is cut.
+func TestCompletionsAndTimeline(t *testing.T) {
+	t.Parallel()
+	jobs := NewJobs(storagetest.StartRedis(t).Client(t), time.Hour)
+	ctx := context.Background()
+	now := time.Now()
+	big := []byte(`"` + strings.Repeat("x", MaxStoredPayload) + `"`)
+	if err := jobs.Create(ctx, Job{ID: "a", Type: "echo", Queue: "q", State: StatePending, CreatedAt: now, Payload: big}); err != nil {
+		t.Fatal(err)
+	}
+	n, _ := jobs.Start(ctx, "a", "echo", "q", now)
+	if err := jobs.Finish(ctx, "a", "q", n, StateRetry, nil, "boom", now); err != nil {
+		t.Fatal(err)
+	}
+	n, _ = jobs.Start(ctx, "a", "echo", "q", now)
+	if err := jobs.Finish(ctx, "a", "q", n, StateCompleted, []byte(`{}`), "", now); err != nil {
+		t.Fatal(err)
+	}
+	j, err := jobs.Get(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, e := range j.Events {
+		kinds = append(kinds, e.Kind+" "+e.Detail)
+	}
+	want := []string{"created ", "started attempt 1", "retry attempt 1", "started attempt 2", "completed "}
+	if diff := cmp.Diff(want, kinds); diff != "" {
+		t.Errorf("timeline (-want +got):\n%s", diff)
+	}
+	if len(j.Payload) != MaxStoredPayload || !j.PayloadTruncated {
+		t.Errorf("payload of %d bytes kept as %d, truncated=%v", len(big), len(j.Payload), j.PayloadTruncated)
+	}
+	counts, err := jobs.Completions(ctx, "q", 3, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]int64{0, 0, 1}, counts); diff != "" {
+		t.Errorf("completions (-want +got):\n%s", diff)
+	}
+}
