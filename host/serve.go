@@ -1,23 +1,28 @@
 package host
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shoestring-go/shoestring/config"
 	"github.com/shoestring-go/shoestring/health"
 	"github.com/shoestring-go/shoestring/storage"
+	"github.com/shoestring-go/shoestring/telemetry"
 	"github.com/shoestring-go/shoestring/web"
 	"github.com/shoestring-go/shoestring/worker"
 	"github.com/shoestring-go/shoestring/worker/task"
@@ -84,9 +89,16 @@ func (h *Host) runServe(ctx context.Context, cfg config.Config, logger *slog.Log
 	if err != nil {
 		return fmt.Errorf("find own executable: %w", err)
 	}
+	// The child's metrics socket, in a directory only this user can enter.
+	sockDir, err := os.MkdirTemp("", "shoestring-metrics-")
+	if err != nil {
+		return fmt.Errorf("metrics socket directory: %w", err)
+	}
+	defer os.RemoveAll(sockDir)
+	socket := filepath.Join(sockDir, "worker.sock")
 	_, kill := stopTimeouts(cfg.ShutdownTimeout)
 	env := append(os.Environ(), config.Env(getenv)...)
-	env = append(env, "REDIS_URL="+redisURL, envParentPID+"="+strconv.Itoa(os.Getpid()))
+	env = append(env, "REDIS_URL="+redisURL, envParentPID+"="+strconv.Itoa(os.Getpid()), envMetricsSocket+"="+socket)
 	svLog := logger.With("component", "supervisor")
 	hostname, _ := os.Hostname()
 	sv := &worker.Supervision{
@@ -98,16 +110,18 @@ func (h *Host) runServe(ctx context.Context, cfg config.Config, logger *slog.Log
 		Policy: cfg.WorkerExitPolicy, MaxRestarts: cfg.WorkerMaxRestarts, Window: cfg.WorkerRestartWindow,
 		StaleAfter: 3 * worker.HeartbeatTTL, RecycleGrace: cfg.ShutdownTimeout, Logger: svLog,
 	}
-	return h.runWeb(ctx, cfg, logger, schedules, sv)
+	return h.runWeb(ctx, cfg, logger, schedules, sv, socket)
 }
 
 // errRecycled ends a process recycled through /admin/recycle: a non-zero exit, so that
 // every platform (systemd's Restart=on-failure too) starts it again.
 var errRecycled = errors.New("recycled on request (POST /admin/recycle); exiting for a restart")
 
-// runWeb runs the HTTP tier; with sv, also the child worker it supervises. It returns
-// nil after a requested stop, or an error when the child died and sv gave up on it.
-func (h *Host) runWeb(ctx context.Context, cfg config.Config, logger *slog.Logger, schedules []*scheduled, sv *worker.Supervision) error {
+// runWeb runs the HTTP tier; with sv, also the child worker it supervises, whose
+// metrics it serves at /metrics with its own, scraped from childMetrics (a unix
+// socket). It returns nil after a requested stop, or an error when the child died and
+// sv gave up on it.
+func (h *Host) runWeb(ctx context.Context, cfg config.Config, logger *slog.Logger, schedules []*scheduled, sv *worker.Supervision, childMetrics string) error {
 	if cfg.RedisURL == "" {
 		return &usageError{"web needs REDIS_URL: the embedded Redis lives only in combined mode (serve)"}
 	}
@@ -127,6 +141,20 @@ func (h *Host) runWeb(ctx context.Context, cfg config.Config, logger *slog.Logge
 	started := time.Now()
 	endpoints := h.newHealth(d, beats, inspector, started, tk)
 	state := endpoints.State
+	reg := telemetry.NewRegistry()
+	requests := telemetry.NewHTTP(reg)
+	telemetry.RegisterQueues(reg, inspector, slices.Collect(maps.Keys(cfg.Queues)), logger.With("component", "metrics"))
+	telemetry.RegisterHealth(reg, endpoints.Registry, cfg.HealthTimeout+time.Second)
+	var gatherer prometheus.Gatherer = reg
+	var recovered prometheus.Counter
+	if sv != nil {
+		supervision := telemetry.NewSupervision(reg)
+		recovered = telemetry.NewRecovered(reg)
+		sv.OnRestart = supervision.Restarts.Inc
+		sv.OnRecovered = func(n int) { recovered.Add(float64(n)) }
+		sv.OnRecycle = func(reason string) { supervision.Recycles.WithLabelValues(reason).Inc() }
+		gatherer = prometheus.Gatherers{reg, telemetry.ChildGatherer(childMetrics, logger.With("component", "metrics"))}
+	}
 	recycle := make(chan struct{}, 1)
 	var admin *health.Admin
 	if cfg.AdminToken != "" {
@@ -148,8 +176,11 @@ func (h *Host) runWeb(ctx context.Context, cfg config.Config, logger *slog.Logge
 		HealthPath:   cfg.HealthPath,
 		Admin:        admin,
 		Queues:       cfg.Queues,
-		App:          h.router,
-		MaxBodyBytes: cfg.MaxUploadBytes,
+		App:           h.router,
+		MaxBodyBytes:  cfg.MaxUploadBytes,
+		Metrics:       telemetry.Handler(gatherer, logger.With("component", "metrics")),
+		MetricsTokens: []string{cfg.MetricsToken, cfg.AdminToken},
+		Requests:      requests,
 	})}
 	// Listen first, so a taken port is an error from Run, and liveness answers before
 	// the child is even started (a PaaS kills an app that has not bound its port in 60 s).
@@ -171,7 +202,7 @@ func (h *Host) runWeb(ctx context.Context, cfg config.Config, logger *slog.Logge
 			}
 		}
 		sv.OnDown = func() { state.Transition(health.Ready, health.Starting) }
-		recoverOrphans(ctx, sv.InFlight, logger)
+		recoverOrphans(ctx, sv.InFlight, logger, recovered)
 		if err := sv.Start(ctx); err != nil {
 			tier.Stop(time.Second)
 			return err
@@ -263,7 +294,8 @@ func (t *httpTier) Stop(d time.Duration) {
 
 // recoverOrphans requeues the tasks of workers that died without a supervisor to do it
 // (the whole deployable was killed): those with an in-flight index and no heartbeat.
-func recoverOrphans(ctx context.Context, inflight *storage.InFlight, logger *slog.Logger) {
+// It adds the tasks put back in their queue to recovered.
+func recoverOrphans(ctx context.Context, inflight *storage.InFlight, logger *slog.Logger, recovered prometheus.Counter) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	orphans, err := inflight.Orphans(ctx)
@@ -278,6 +310,11 @@ func recoverOrphans(ctx context.Context, inflight *storage.InFlight, logger *slo
 			continue
 		}
 		logger.Warn("requeued the tasks of a dead worker", "worker_id", id, "tasks", len(rec))
+		for _, r := range rec {
+			if r.Requeued() {
+				recovered.Inc()
+			}
+		}
 	}
 }
 
@@ -354,11 +391,27 @@ func (h *Host) runWorker(ctx context.Context, cfg config.Config, logger *slog.Lo
 	}
 	defer tk.Stop()
 	drain, _ := stopTimeouts(cfg.ShutdownTimeout)
+	reg := telemetry.NewRegistry()
+	jobs := telemetry.NewJobs(reg)
+	for name, k := range h.kinds {
+		jobs.Init(name, cmp.Or(k.defaults.queue, defaultQueue(cfg.Queues)))
+	}
+	ppid, perr := strconv.Atoi(getenv(envParentPID))
+	split := perr != nil // no parent: a worker of a split deployment
+	var recovered prometheus.Counter
+	if split {
+		recovered = telemetry.NewRecovered(reg)
+	}
+	ms := &metricsServer{logger: logger.With("component", "metrics")}
+	if err := ms.Start(ctx, cfg, reg, getenv(envMetricsSocket)); err != nil {
+		return err
+	}
+	defer ms.Stop()
 	recycle := make(chan string, 1)
 	w := worker.New(worker.Config{
 		Concurrency: cfg.WorkerConcurrency, Queues: cfg.Queues, ShutdownTimeout: drain,
 		Retention: cfg.JobRetention, LogLevel: cfg.LogLevel,
-		ID: getenv(envWorkerID),
+		ID: getenv(envWorkerID), Metrics: jobs,
 		Watchdog: worker.WatchdogConfig{
 			HangGrace: cfg.HangGrace, DegradedRatio: cfg.DegradedRatio, DegradedFor: cfg.DegradedFor,
 			Window: cfg.ThroughputWindow, MaxRSS: cfg.WorkerMaxRSS,
@@ -373,10 +426,9 @@ func (h *Host) runWorker(ctx context.Context, cfg config.Config, logger *slog.Lo
 	for name, k := range h.kinds {
 		w.Handle(name, k.handler)
 	}
-	ppid, err := strconv.Atoi(getenv(envParentPID))
-	if err != nil {
-		// A worker of a split deployment: nobody else requeues what dead workers held.
-		recoverOrphans(ctx, storage.NewInFlight(d.rdb, d.jobs), logger)
+	if split {
+		// Nobody else requeues what dead workers held.
+		recoverOrphans(ctx, storage.NewInFlight(d.rdb, d.jobs), logger, recovered)
 	}
 	if err := w.Start(ctx); err != nil {
 		return err

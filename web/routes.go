@@ -20,8 +20,9 @@ func addRoutes(d Deps) http.Handler {
 	r := mux.NewRouter()
 	r.NotFoundHandler = NotFound
 	if d.App != nil {
-		r.NotFoundHandler = limitBody(d.MaxBodyBytes, d.App)
+		r.NotFoundHandler = labelAppRoute(limitBody(d.MaxBodyBytes, d.App))
 	}
+	r.Use(labelRoute)
 	r.MethodNotAllowedHandler = MethodNotAllowed
 
 	get := []string{http.MethodGet, http.MethodHead}
@@ -49,8 +50,11 @@ func addRoutes(d Deps) http.Handler {
 	r.Handle("/api/v1/files/{key:.+}", handleFileGet(d)).Methods(get...)
 	r.Handle("/api/v1/queues", handleQueues(d)).Methods(get...)
 	r.Handle("/api/v1/schedules", handleSchedules(d)).Methods(get...)
+	if d.Metrics != nil {
+		r.Handle("/metrics", MetricsHandler(d.Metrics, d.MetricsTokens...)).Methods(get...)
+	}
 
-	return logRequests(d.Logger, hp, recoverPanics(r))
+	return logRequests(d.Logger, hp, d.Requests, recoverPanics(r))
 }
 
 // NotFound and MethodNotAllowed answer 404 and 405 with a JSON error; the host sets
