@@ -234,7 +234,7 @@ var settings = []Setting{
 		set: func(c *Config, v string) error { c.AdminToken = v; return nil }},
 	{Name: "METRICS_TOKEN", Default: "", Secret: true, Description: "Bearer token for `GET /metrics` (Prometheus); `ADMIN_TOKEN` works too. With neither set, `/metrics` is 404.",
 		set: func(c *Config, v string) error { c.MetricsToken = v; return nil }},
-	{Name: "METRICS_PORT", Default: "", Description: "Port on which `shoestring worker` run alone (split mode) serves `/metrics` and `/health/live`; unset: none. The combined-mode child ignores it: its metrics are served by the parent's `/metrics`.",
+	{Name: "METRICS_PORT", Default: "", Description: "Port on which `shoestring worker` run alone (split mode) serves `/metrics` and `/health/live` (0 picks a free one); unset: none. `serve` and `web` serve `/metrics` on `PORT` and ignore it; in `serve` that includes the child's task metrics.",
 		set: func(c *Config, v string) (err error) {
 			if v == "" {
 				c.MetricsPort = -1

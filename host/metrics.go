@@ -29,7 +29,9 @@ type metricsServer struct {
 	done   chan struct{}
 }
 
-// Start listens (a taken port is an error here) and serves in the background.
+// Start listens and serves in the background. A taken METRICS_PORT is an error, as a
+// taken PORT is; a socket that cannot be made is only logged, as the child's work
+// matters more than its metrics.
 func (m *metricsServer) Start(ctx context.Context, cfg config.Config, reg *prometheus.Registry, socket string) error {
 	var ln net.Listener
 	var handler http.Handler
@@ -37,11 +39,14 @@ func (m *metricsServer) Start(ctx context.Context, cfg config.Config, reg *prome
 	case socket != "":
 		// A child that died leaves its socket file behind; its successor takes the path.
 		if err := os.Remove(socket); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("metrics socket: %w", err)
+			m.logger.WarnContext(ctx, "metrics socket: the parent's /metrics will lack this worker's task metrics", "err", err)
+			return nil
 		}
 		l, err := net.Listen("unix", socket)
 		if err != nil {
-			return fmt.Errorf("metrics socket: %w", err)
+			// Not fatal: metrics must never stop the work.
+			m.logger.WarnContext(ctx, "metrics socket: the parent's /metrics will lack this worker's task metrics", "err", err)
+			return nil
 		}
 		ln = l
 		mux := http.NewServeMux()

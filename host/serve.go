@@ -89,16 +89,19 @@ func (h *Host) runServe(ctx context.Context, cfg config.Config, logger *slog.Log
 	if err != nil {
 		return fmt.Errorf("find own executable: %w", err)
 	}
-	// The child's metrics socket, in a directory only this user can enter.
-	sockDir, err := os.MkdirTemp("", "shoestring-metrics-")
-	if err != nil {
-		return fmt.Errorf("metrics socket directory: %w", err)
-	}
-	defer os.RemoveAll(sockDir)
-	socket := filepath.Join(sockDir, "worker.sock")
 	_, kill := stopTimeouts(cfg.ShutdownTimeout)
 	env := append(os.Environ(), config.Env(getenv)...)
-	env = append(env, "REDIS_URL="+redisURL, envParentPID+"="+strconv.Itoa(os.Getpid()), envMetricsSocket+"="+socket)
+	env = append(env, "REDIS_URL="+redisURL, envParentPID+"="+strconv.Itoa(os.Getpid()))
+	// The child's metrics socket, in a directory only this user can enter (MkdirTemp
+	// makes it 0700). Without one, /metrics has the parent's metrics only.
+	socket := ""
+	if dir, err := os.MkdirTemp("", "shoestring-metrics-"); err != nil {
+		logger.Warn("no directory for the worker's metrics socket: /metrics will lack its task metrics", "err", err)
+	} else {
+		defer os.RemoveAll(dir)
+		socket = filepath.Join(dir, "worker.sock")
+		env = append(env, envMetricsSocket+"="+socket)
+	}
 	svLog := logger.With("component", "supervisor")
 	hostname, _ := os.Hostname()
 	sv := &worker.Supervision{
@@ -153,7 +156,9 @@ func (h *Host) runWeb(ctx context.Context, cfg config.Config, logger *slog.Logge
 		sv.OnRestart = supervision.Restarts.Inc
 		sv.OnRecovered = func(n int) { recovered.Add(float64(n)) }
 		sv.OnRecycle = func(reason string) { supervision.Recycles.WithLabelValues(reason).Inc() }
-		gatherer = prometheus.Gatherers{reg, telemetry.ChildGatherer(childMetrics, logger.With("component", "metrics"))}
+		if childMetrics != "" {
+			gatherer = prometheus.Gatherers{reg, telemetry.ChildGatherer(childMetrics, logger.With("component", "metrics"))}
+		}
 	}
 	recycle := make(chan struct{}, 1)
 	var admin *health.Admin
