@@ -70,7 +70,13 @@ type Config struct {
 	QueueLatencyWarn time.Duration
 	QueueLatencyFail time.Duration
 	// AdminToken guards /admin/* and /dashboard; empty disables those routes (404).
+	// It also unlocks /metrics.
 	AdminToken string
+	// MetricsToken unlocks /metrics (as does AdminToken); with neither, /metrics is 404.
+	MetricsToken string
+	// MetricsPort is where `shoestring worker` alone (split mode) serves /metrics and
+	// /health/live; -1 when unset (no such server), 0 picks a free port.
+	MetricsPort int
 	// WorkerExitPolicy is "exit" (the parent exits when its child dies, for the platform
 	// to restart the deployable) or "restart" (the parent restarts the child in place).
 	WorkerExitPolicy string
@@ -243,6 +249,17 @@ var settings = []Setting{
 		}},
 	{Name: "ADMIN_TOKEN", Default: "", Secret: true, Description: "Bearer token for `/admin/busy`, `/admin/ready`, `/admin/recycle` and `/admin/status`, and the login of `/dashboard` (form or Bearer). Unset: those routes are 404.",
 		set: func(c *Config, v string) error { c.AdminToken = v; return nil }},
+	{Name: "METRICS_TOKEN", Default: "", Secret: true, Description: "Bearer token for `GET /metrics` (Prometheus); `ADMIN_TOKEN` works too. With neither set, `/metrics` is 404.",
+		set: func(c *Config, v string) error { c.MetricsToken = v; return nil }},
+	{Name: "METRICS_PORT", Default: "", Description: "Port on which `shoestring worker` run alone (split mode) serves `/metrics` and `/health/live` (0 picks a free one); unset: none. `serve` and `web` serve `/metrics` on `PORT` and ignore it; in `serve` that includes the child's task metrics.",
+		set: func(c *Config, v string) (err error) {
+			if v == "" {
+				c.MetricsPort = -1
+				return nil
+			}
+			c.MetricsPort, err = parsePort(v)
+			return err
+		}},
 	{Name: "WORKER_EXIT_POLICY", Default: PolicyExit, Description: "When the worker child dies: `exit` (the parent exits non-zero, the platform restarts the deployable) or `restart` (restarted in place with jittered exponential backoff).",
 		set: func(c *Config, v string) error { c.WorkerExitPolicy = v; return oneOf(v, PolicyExit, PolicyRestart) }},
 	{Name: "WORKER_MAX_RESTARTS", Default: "5", Description: "With `restart`: restarts allowed within `WORKER_RESTART_WINDOW`; one more and the parent exits (0-1000).",

@@ -34,7 +34,7 @@ func TestDefaults(t *testing.T) {
 		WorkerStaleAfter: 5 * time.Minute, QueueLatencyWarn: time.Minute, QueueLatencyFail: 5 * time.Minute,
 		WorkerExitPolicy: PolicyExit, WorkerMaxRestarts: 5, WorkerRestartWindow: 5 * time.Minute,
 		HangGrace: 30 * time.Second, DegradedRatio: 0.1, DegradedFor: 5 * time.Minute, ThroughputWindow: time.Minute,
-		ScheduleGrace: time.Minute, UploadRate: 30, ImageMemoryBudget: 256 << 20,
+		ScheduleGrace: time.Minute, UploadRate: 30, ImageMemoryBudget: 256 << 20, MetricsPort: -1,
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
@@ -52,6 +52,7 @@ func TestValues(t *testing.T) {
 		"HEALTH_PATH": "/status/", "HEALTH_CACHE": "0", "HEALTH_FAILURE_THRESHOLD": "3",
 		"HEALTH_CORS_ORIGINS": "https://status.example.com, http://localhost:3000", "WORKER_STALE_AFTER": "90s",
 		"QUEUE_LATENCY_WARN": "10s", "QUEUE_LATENCY_FAIL": "20s", "ADMIN_TOKEN": "t0k",
+		"METRICS_TOKEN": "m3t", "METRICS_PORT": "9090",
 		"WORKER_EXIT_POLICY": "restart", "WORKER_MAX_RESTARTS": "20", "WORKER_RESTART_WINDOW": "1m",
 		"HANG_GRACE": "2s", "DEGRADED_RATIO": "0.25", "DEGRADED_FOR": "10s", "THROUGHPUT_WINDOW": "1s",
 		"WORKER_MAX_RSS": "256MiB", "SCHEDULE_GRACE": "5s", "API_TOKEN": " new-token, old-token,",
@@ -71,7 +72,7 @@ func TestValues(t *testing.T) {
 		HealthPath: "/status", HealthCache: 0, HealthFailureThreshold: 3,
 		HealthCORSOrigins: []string{"https://status.example.com", "http://localhost:3000"},
 		WorkerStaleAfter:  90 * time.Second, QueueLatencyWarn: 10 * time.Second, QueueLatencyFail: 20 * time.Second,
-		AdminToken: "t0k", WorkerExitPolicy: PolicyRestart, WorkerMaxRestarts: 20, WorkerRestartWindow: time.Minute,
+		AdminToken: "t0k", MetricsToken: "m3t", MetricsPort: 9090, WorkerExitPolicy: PolicyRestart, WorkerMaxRestarts: 20, WorkerRestartWindow: time.Minute,
 		HangGrace: 2 * time.Second, DegradedRatio: 0.25, DegradedFor: 10 * time.Second, ThroughputWindow: time.Second,
 		WorkerMaxRSS: 256 << 20, ScheduleGrace: 5 * time.Second, UploadRate: 30, ImageMemoryBudget: 256 << 20,
 		APITokens: []string{"new-token", "old-token"}, DemoTasks: "true", TrustProxy: true, KeepOriginals: true,

@@ -27,6 +27,9 @@ import (
 const (
 	envParentPID = "SHOESTRING_PARENT_PID"
 	envWorkerID  = "SHOESTRING_WORKER_ID"
+	// envMetricsSocket is the unix socket on which the child serves its metrics for
+	// the parent's /metrics (see package telemetry).
+	envMetricsSocket = "SHOESTRING_METRICS_SOCKET"
 )
 
 // usageError is a bad command line: exit code 2, like a bad configuration.
@@ -126,7 +129,7 @@ func (h *Host) Run(ctx context.Context, args []string, getenv func(string) strin
 	redis.SetLogger(storage.RedisLogger{L: rs.logger.With("component", "go-redis")})
 	switch mode {
 	case "web":
-		return h.runWeb(ctx, rs, nil)
+		return h.runWeb(ctx, rs, nil, "")
 	case "worker":
 		return h.runWorker(ctx, rs, getenv)
 	default:

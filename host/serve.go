@@ -1,24 +1,29 @@
 package host
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"strconv"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shoestring-go/shoestring/config"
 	"github.com/shoestring-go/shoestring/health"
 	"github.com/shoestring-go/shoestring/storage"
+	"github.com/shoestring-go/shoestring/telemetry"
 	"github.com/shoestring-go/shoestring/web"
 	"github.com/shoestring-go/shoestring/worker"
 	"github.com/shoestring-go/shoestring/worker/task"
@@ -100,6 +105,16 @@ func (h *Host) runServe(ctx context.Context, rs runSpec, getenv func(string) str
 		// The child sees a REDIS_URL; it must still serve the kinds of trial mode.
 		env = append(env, "DEMO_TASKS=true")
 	}
+	// The child's metrics socket, in a directory only this user can enter (MkdirTemp
+	// makes it 0700). Without one, /metrics has the parent's metrics only.
+	socket := ""
+	if dir, err := os.MkdirTemp("", "shoestring-metrics-"); err != nil {
+		logger.Warn("no directory for the worker's metrics socket: /metrics will lack its task metrics", "err", err)
+	} else {
+		defer os.RemoveAll(dir)
+		socket = filepath.Join(dir, "worker.sock")
+		env = append(env, envMetricsSocket+"="+socket)
+	}
 	svLog := logger.With("component", "supervisor")
 	hostname, _ := os.Hostname()
 	sv := &worker.Supervision{
@@ -111,7 +126,7 @@ func (h *Host) runServe(ctx context.Context, rs runSpec, getenv func(string) str
 		Policy: cfg.WorkerExitPolicy, MaxRestarts: cfg.WorkerMaxRestarts, Window: cfg.WorkerRestartWindow,
 		StaleAfter: 3 * worker.HeartbeatTTL, RecycleGrace: cfg.ShutdownTimeout, Logger: svLog,
 	}
-	return h.runWeb(ctx, rs, sv)
+	return h.runWeb(ctx, rs, sv, socket)
 }
 
 var _ web.ChildStatus = (*worker.Supervision)(nil)
@@ -120,9 +135,11 @@ var _ web.ChildStatus = (*worker.Supervision)(nil)
 // every platform (systemd's Restart=on-failure too) starts it again.
 var errRecycled = errors.New("recycled on request (POST /admin/recycle); exiting for a restart")
 
-// runWeb runs the HTTP tier; with sv, also the child worker it supervises. It returns
-// nil after a requested stop, or an error when the child died and sv gave up on it.
-func (h *Host) runWeb(ctx context.Context, rs runSpec, sv *worker.Supervision) error {
+// runWeb runs the HTTP tier; with sv, also the child worker it supervises, whose
+// metrics it serves at /metrics with its own, scraped from childMetrics (a unix
+// socket). It returns nil after a requested stop, or an error when the child died and
+// sv gave up on it.
+func (h *Host) runWeb(ctx context.Context, rs runSpec, sv *worker.Supervision, childMetrics string) error {
 	cfg, logger := rs.cfg, rs.logger
 	if cfg.RedisURL == "" {
 		return &usageError{"web needs REDIS_URL: the embedded Redis lives only in combined mode (serve)"}
@@ -151,6 +168,22 @@ func (h *Host) runWeb(ctx context.Context, rs runSpec, sv *worker.Supervision) e
 	started := time.Now()
 	endpoints := h.newHealth(d, beats, inspector, started, tk)
 	state := endpoints.State
+	reg := telemetry.NewRegistry()
+	requests := telemetry.NewHTTP(reg)
+	telemetry.RegisterQueues(reg, inspector, slices.Collect(maps.Keys(cfg.Queues)), logger.With("component", "metrics"))
+	telemetry.RegisterHealth(reg, endpoints.Registry, cfg.HealthTimeout+time.Second)
+	var gatherer prometheus.Gatherer = reg
+	var recovered prometheus.Counter
+	if sv != nil {
+		supervision := telemetry.NewSupervision(reg)
+		recovered = telemetry.NewRecovered(reg)
+		sv.OnRestart = supervision.Restarts.Inc
+		sv.OnRecovered = func(n int) { recovered.Add(float64(n)) }
+		sv.OnRecycle = func(reason string) { supervision.Recycles.WithLabelValues(reason).Inc() }
+		if childMetrics != "" {
+			gatherer = prometheus.Gatherers{reg, telemetry.ChildGatherer(childMetrics, logger.With("component", "metrics"))}
+		}
+	}
 	recycle := make(chan struct{}, 1)
 	var admin *health.Admin
 	if cfg.AdminToken != "" {
@@ -166,25 +199,28 @@ func (h *Host) runWeb(ctx context.Context, rs runSpec, sv *worker.Supervision) e
 		child = sv
 	}
 	tier := &httpTier{port: cfg.Port, logger: logger, handler: web.NewServer(web.Deps{
-		Logger:       logger.With("component", "http"),
-		Jobs:         d.jobs,
-		Submitter:    web.SubmitterFunc(func(ctx context.Context, r task.Request) (storage.Job, error) { return h.submitTo(ctx, d, r) }),
-		Schedules:    tk.scheduleViews,
-		Inspector:    inspector,
-		Bucket:       d.bucket,
-		Health:       endpoints,
-		HealthPath:   cfg.HealthPath,
-		Admin:        admin,
-		Queues:       cfg.Queues,
-		FileMaxAge:   cfg.JobRetention,
-		APITokens:    cfg.APITokens,
-		APIOpen:      rs.trial,
-		App:          h.router,
-		MaxBodyBytes: cfg.MaxUploadBytes,
-		Beats:        beats,
-		HeartbeatTTL: worker.HeartbeatTTL,
-		Child:        child,
-		QueueAdmin:   inspector,
+		Logger:        logger.With("component", "http"),
+		Jobs:          d.jobs,
+		Submitter:     web.SubmitterFunc(func(ctx context.Context, r task.Request) (storage.Job, error) { return h.submitTo(ctx, d, r) }),
+		Schedules:     tk.scheduleViews,
+		Inspector:     inspector,
+		Bucket:        d.bucket,
+		Health:        endpoints,
+		HealthPath:    cfg.HealthPath,
+		Admin:         admin,
+		Queues:        cfg.Queues,
+		FileMaxAge:    cfg.JobRetention,
+		APITokens:     cfg.APITokens,
+		APIOpen:       rs.trial,
+		App:           h.router,
+		MaxBodyBytes:  cfg.MaxUploadBytes,
+		Beats:         beats,
+		HeartbeatTTL:  worker.HeartbeatTTL,
+		Child:         child,
+		QueueAdmin:    inspector,
+		Metrics:       telemetry.Handler(gatherer, logger.With("component", "metrics")),
+		MetricsTokens: []string{cfg.MetricsToken, cfg.AdminToken},
+		Requests:      requests,
 	})}
 	// Listen first, so a taken port is an error from Run, and liveness answers before
 	// the child is even started (a PaaS kills an app that has not bound its port in 60 s).
@@ -206,7 +242,7 @@ func (h *Host) runWeb(ctx context.Context, rs runSpec, sv *worker.Supervision) e
 			}
 		}
 		sv.OnDown = func() { state.Transition(health.Ready, health.Starting) }
-		recoverOrphans(ctx, sv.InFlight, logger)
+		recoverOrphans(ctx, sv.InFlight, logger, recovered)
 		if err := sv.Start(ctx); err != nil {
 			tier.Stop(time.Second)
 			return err
@@ -302,7 +338,8 @@ func (t *httpTier) Stop(d time.Duration) {
 
 // recoverOrphans requeues the tasks of workers that died without a supervisor to do it
 // (the whole deployable was killed): those with an in-flight index and no heartbeat.
-func recoverOrphans(ctx context.Context, inflight *storage.InFlight, logger *slog.Logger) {
+// It adds the tasks put back in their queue to recovered.
+func recoverOrphans(ctx context.Context, inflight *storage.InFlight, logger *slog.Logger, recovered prometheus.Counter) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	orphans, err := inflight.Orphans(ctx)
@@ -317,6 +354,11 @@ func recoverOrphans(ctx context.Context, inflight *storage.InFlight, logger *slo
 			continue
 		}
 		logger.Warn("requeued the tasks of a dead worker", "worker_id", id, "tasks", len(rec))
+		for _, r := range rec {
+			if r.Requeued() {
+				recovered.Inc()
+			}
+		}
 	}
 }
 
@@ -399,11 +441,27 @@ func (h *Host) runWorker(ctx context.Context, rs runSpec, getenv func(string) st
 		debug.SetMemoryLimit(cfg.ImageMemoryBudget + 64<<20)
 	}
 	drain, _ := stopTimeouts(cfg.ShutdownTimeout)
+	reg := telemetry.NewRegistry()
+	jobs := telemetry.NewJobs(reg)
+	for name, k := range h.kinds {
+		jobs.Init(name, cmp.Or(k.defaults.queue, defaultQueue(cfg.Queues)))
+	}
+	ppid, perr := strconv.Atoi(getenv(envParentPID))
+	split := perr != nil // no parent: a worker of a split deployment
+	var recovered prometheus.Counter
+	if split {
+		recovered = telemetry.NewRecovered(reg)
+	}
+	ms := &metricsServer{logger: logger.With("component", "metrics")}
+	if err := ms.Start(ctx, cfg, reg, getenv(envMetricsSocket)); err != nil {
+		return err
+	}
+	defer ms.Stop()
 	recycle := make(chan string, 1)
 	w := worker.New(worker.Config{
 		Concurrency: cfg.WorkerConcurrency, Queues: cfg.Queues, ShutdownTimeout: drain,
 		Retention: cfg.JobRetention, LogLevel: cfg.LogLevel,
-		ID: getenv(envWorkerID),
+		ID: getenv(envWorkerID), Metrics: jobs,
 		Watchdog: worker.WatchdogConfig{
 			HangGrace: cfg.HangGrace, DegradedRatio: cfg.DegradedRatio, DegradedFor: cfg.DegradedFor,
 			Window: cfg.ThroughputWindow, MaxRSS: cfg.WorkerMaxRSS,
@@ -418,10 +476,9 @@ func (h *Host) runWorker(ctx context.Context, rs runSpec, getenv func(string) st
 	for name, k := range d.kinds {
 		w.Handle(name, k.handler)
 	}
-	ppid, err := strconv.Atoi(getenv(envParentPID))
-	if err != nil {
-		// A worker of a split deployment: nobody else requeues what dead workers held.
-		recoverOrphans(ctx, storage.NewInFlight(d.rdb, d.jobs), logger)
+	if split {
+		// Nobody else requeues what dead workers held.
+		recoverOrphans(ctx, storage.NewInFlight(d.rdb, d.jobs), logger, recovered)
 	}
 	if err := w.Start(ctx); err != nil {
 		return err

@@ -88,6 +88,31 @@ func (h *Heartbeats) Remove(ctx context.Context, id string) error {
 	return nil
 }
 
+func recycledKey(id string) string { return KeyPrefix + "worker:" + id + ":recycled" }
+
+// MarkRecycled records that worker id is recycling itself for reason (a short word
+// such as "rss"), for its supervisor to read once it has exited, when its heartbeat is
+// gone. The record lives ttl.
+func (h *Heartbeats) MarkRecycled(ctx context.Context, id, reason string, ttl time.Duration) error {
+	if err := h.rdb.Set(ctx, recycledKey(id), reason, ttl).Err(); err != nil {
+		return fmt.Errorf("record recycle of %s: %w", id, err)
+	}
+	return nil
+}
+
+// TakeRecycled returns the reason worker id recorded with MarkRecycled and deletes it;
+// "" when there is none.
+func (h *Heartbeats) TakeRecycled(ctx context.Context, id string) (string, error) {
+	reason, err := h.rdb.GetDel(ctx, recycledKey(id)).Result()
+	if err == redis.Nil {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read recycle of %s: %w", id, err)
+	}
+	return reason, nil
+}
+
 // Get returns the live heartbeat of worker id, and false when there is none.
 func (h *Heartbeats) Get(ctx context.Context, id string) (WorkerBeat, bool, error) {
 	data, err := h.rdb.Get(ctx, workerKey(id)).Bytes()

@@ -132,6 +132,10 @@ type Recovered struct {
 	State string
 }
 
+// Requeued reports whether recovery put the task back in its queue: pending, first in
+// line, or scheduled with a backoff.
+func (r Recovered) Requeued() bool { return r.State == "pending" || r.State == "scheduled" }
+
 // Recover makes the tasks that the dead worker was running runnable again: each one
 // still active in asynq is moved back to the front of its queue (as asynq's own
 // Requeue does: off the active list and the lease set, onto pending) and its job record

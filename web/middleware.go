@@ -23,16 +23,26 @@ func (s *statusRecorder) WriteHeader(code int) {
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // logRequests logs each request once it is answered (health routes under healthPath,
-// which pingers hit all day, at debug level) and puts log in the request's context for
-// WriteError.
-func logRequests(log *slog.Logger, healthPath string, next http.Handler) http.Handler {
+// which pingers hit all day, at debug level), puts log in the request's context for
+// WriteError, and, with obs, records the request under the template of the route that
+// matched it (RouteUnmatched when none did): never the raw path, whose values (job ids,
+// file keys, probes for /wp-admin) would make the label unbounded.
+func logRequests(log *slog.Logger, healthPath string, obs RequestObserver, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
 		r = r.WithContext(context.WithValue(r.Context(), loggerKey{}, log))
+		r, route := withRouteLabel(r)
 		next.ServeHTTP(rec, r)
 		if rec.status == 0 {
 			rec.status = http.StatusOK
+		}
+		if obs != nil {
+			tmpl := route.template
+			if tmpl == "" {
+				tmpl = RouteUnmatched
+			}
+			obs.ObserveRequest(tmpl, rec.status, time.Since(start))
 		}
 		level := slog.LevelInfo
 		if r.URL.Path == healthPath || strings.HasPrefix(r.URL.Path, healthPath+"/") {

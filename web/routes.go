@@ -23,8 +23,9 @@ func addRoutes(d Deps) http.Handler {
 	r := mux.NewRouter()
 	r.NotFoundHandler = NotFound
 	if d.App != nil {
-		r.NotFoundHandler = limitBody(d.MaxBodyBytes, d.App)
+		r.NotFoundHandler = labelAppRoute(limitBody(d.MaxBodyBytes, d.App))
 	}
+	r.Use(labelRoute)
 	r.MethodNotAllowedHandler = MethodNotAllowedFor(r)
 
 	get := []string{http.MethodGet, http.MethodHead}
@@ -56,8 +57,11 @@ func addRoutes(d Deps) http.Handler {
 		r.Handle("/api/v1/queues", requireToken(d.APITokens, handleQueues(d))).Methods(get...)
 		r.Handle("/api/v1/schedules", requireToken(d.APITokens, handleSchedules(d))).Methods(get...)
 	}
+	if d.Metrics != nil {
+		r.Handle("/metrics", MetricsHandler(d.Metrics, d.MetricsTokens...)).Methods(get...)
+	}
 
-	return logRequests(d.Logger, hp, recoverPanics(r))
+	return logRequests(d.Logger, hp, d.Requests, recoverPanics(r))
 }
 
 // NotFound answers 404 with a JSON error; the host sets it on the app's router.

@@ -39,7 +39,8 @@ type QueueInspector interface {
 
 var _ QueueInspector = (*asynq.Inspector)(nil)
 
-// Deps are what the HTTP tier needs. All but Admin and App are required.
+// Deps are what the HTTP tier needs. All but Admin, App, Metrics and Requests are
+// required.
 type Deps struct {
 	Logger    *slog.Logger
 	Jobs      *storage.Jobs
@@ -76,6 +77,13 @@ type Deps struct {
 	HeartbeatTTL time.Duration
 	Child        ChildStatus
 	QueueAdmin   QueueAdmin
+	// Metrics serves GET /metrics (a Prometheus handler) to a Bearer token among
+	// MetricsTokens (METRICS_TOKEN, ADMIN_TOKEN; empty ones ignored). With no token, or
+	// nil Metrics, /metrics answers 404.
+	Metrics       http.Handler
+	MetricsTokens []string
+	// Requests records every request by route template and status; nil records none.
+	Requests RequestObserver
 }
 
 // ScheduleView is one schedule as GET /api/v1/schedules reports it. LastState is the

@@ -75,7 +75,7 @@ func TestClientGoneIsNotAnError(t *testing.T) {
 	t.Parallel()
 	var logs strings.Builder
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	h := logRequests(logger, "/health", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := logRequests(logger, "/health", nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, r, fmt.Errorf("enqueue: %w", r.Context().Err()))
 	}))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -93,7 +93,7 @@ func TestHealthRequestsAtDebug(t *testing.T) {
 	t.Parallel()
 	var logs strings.Builder
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	h := logRequests(logger, "/status", http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	h := logRequests(logger, "/status", nil, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	for _, p := range []string{"/status", "/status/live", "/healthy-cats"} {
 		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, p, nil))
 	}

@@ -53,7 +53,14 @@ type Supervision struct {
 	// died. Both from the Supervision's goroutines, never at the same time.
 	OnReady func()
 	OnDown  func()
-	Logger  *slog.Logger
+	// OnRestart is called after each restart of the child; OnRecovered with the number
+	// of the dead child's tasks put back in their queue (pending or scheduled); OnRecycle
+	// with one of the Recycle constants when a child ended for a recycle, its watchdog's
+	// or the supervisor's own kill of a wedged child. All optional, called like OnDown.
+	OnRestart   func()
+	OnRecovered func(n int)
+	OnRecycle   func(reason string)
+	Logger      *slog.Logger
 
 	done    chan Exit // receives the final Exit when the policy gives up; buffered 1
 	stop    chan struct{}
@@ -123,9 +130,10 @@ func (s *Supervision) loop(ctx context.Context, sup *Supervisor) {
 		id := sup.WorkerID
 		mctx, cancel := context.WithCancel(ctx)
 		monitored := make(chan struct{})
+		var wedged bool // written by the monitor goroutine before monitored is closed
 		go func() {
 			defer close(monitored)
-			s.monitor(mctx, sup, id)
+			wedged = s.monitor(mctx, sup, id)
 		}()
 		stopMonitor := func() { cancel(); <-monitored }
 
@@ -154,6 +162,11 @@ func (s *Supervision) loop(ctx context.Context, sup *Supervisor) {
 			s.OnDown() // before anything slow: no worker runs now
 		}
 		s.recoverTasks(id, "worker process died ("+ex.String()+")")
+		if wedged {
+			s.notifyRecycle(RecycleWedged)
+		} else {
+			s.takeRecycle(id)
+		}
 
 		now := time.Now()
 		restarts = append(restarts, now)
@@ -184,6 +197,29 @@ func (s *Supervision) loop(ctx context.Context, sup *Supervisor) {
 			return
 		}
 		s.setChild(sup.PID(), true)
+		if s.OnRestart != nil {
+			s.OnRestart()
+		}
+	}
+}
+
+// takeRecycle tells OnRecycle why the dead child recycled itself, if it did.
+func (s *Supervision) takeRecycle(id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	reason, err := s.Beats.TakeRecycled(ctx, id)
+	if err != nil {
+		s.Logger.Warn("read why the worker child recycled", "worker_id", id, "err", err)
+		return
+	}
+	if reason != "" {
+		s.notifyRecycle(reason)
+	}
+}
+
+func (s *Supervision) notifyRecycle(reason string) {
+	if s.OnRecycle != nil {
+		s.OnRecycle(reason)
 	}
 }
 
@@ -220,15 +256,23 @@ func (s *Supervision) recoverTasks(id, reason string) {
 		}
 		rec = append(rec, more...)
 	}
+	requeued := 0
 	for _, r := range rec {
 		s.Logger.Warn("task of the dead worker", "task_id", r.ID, "queue", r.Queue, "now", r.State)
+		if r.Requeued() {
+			requeued++
+		}
+	}
+	if s.OnRecovered != nil && requeued > 0 {
+		s.OnRecovered(requeued)
 	}
 }
 
 // monitor turns the instance Ready on the child's first heartbeat, then kills a child
 // that is wedged (no heartbeat while Redis answers) or that asked for a recycle and has
-// not exited. It returns when ctx is done.
-func (s *Supervision) monitor(ctx context.Context, sup *Supervisor, id string) {
+// not exited. It returns when ctx is done or it killed the child, reporting whether it
+// killed a wedged one.
+func (s *Supervision) monitor(ctx context.Context, sup *Supervisor, id string) (wedged bool) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	ready := false
@@ -237,7 +281,7 @@ func (s *Supervision) monitor(ctx context.Context, sup *Supervisor, id string) {
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return false
 		case <-t.C:
 		}
 		b, ok, err := s.Beats.Get(ctx, id)
@@ -265,12 +309,12 @@ func (s *Supervision) monitor(ctx context.Context, sup *Supervisor, id string) {
 		case !recycleAsked.IsZero() && now.Sub(recycleAsked) > s.RecycleGrace:
 			s.Logger.Error("worker child asked for a recycle but is still running; killing it", "child_pid", sup.PID())
 			sup.Kill()
-			return
+			return false
 		case ready && now.Sub(lastSeen) > s.StaleAfter:
 			s.Logger.Error("worker child heartbeat stopped while its process lives (wedged); killing it",
 				"child_pid", sup.PID(), "silent_for", now.Sub(lastSeen).Round(time.Second))
 			sup.Kill()
-			return
+			return true
 		}
 	}
 }

@@ -36,6 +36,19 @@ type WatchdogConfig struct {
 	OnRecycle func(reason string)
 }
 
+// Why a worker recycles, as its supervisor is told (Supervision.OnRecycle).
+const (
+	RecycleHung       = "hung"       // a handler ran past its deadline plus HangGrace
+	RecycleThroughput = "throughput" // completions collapsed with work waiting, for DegradedFor
+	RecycleRSS        = "rss"        // resident memory over MaxRSS
+	RecycleWedged     = "wedged"     // the heartbeat stopped while the process lived: killed by the supervisor
+)
+
+// recycleRecordTTL is how long a recycling worker's reason waits for its supervisor:
+// past the longest stop (SHUTDOWN_TIMEOUT of at most 10 min, plus as long again before
+// a kill).
+const recycleRecordTTL = 30 * time.Minute
+
 // baselineWindows is how many windows before the current one make the baseline, and
 // minBaseline the completions they must hold for a collapse to mean anything.
 const (
@@ -59,6 +72,7 @@ type watchState struct {
 	baseline      float64
 	rss           int64
 	recycle       string
+	recycleKind   string // one of the Recycle constants
 }
 
 // watchdog checks the worker every tick. It owns the window ring; mu guards the rest.
@@ -128,7 +142,7 @@ func (d *watchdog) run(ctx context.Context) {
 }
 
 func (d *watchdog) check(ctx context.Context, now time.Time) {
-	var reasons []string
+	var reasons, kinds []string
 
 	// Hangs: asynq gives up on a task at its deadline, but a handler that ignores
 	// cancellation keeps running (and holding whatever it holds) for ever.
@@ -144,6 +158,7 @@ func (d *watchdog) check(ctx context.Context, now time.Time) {
 		slices.Sort(hung)
 		if len(hung) > 0 {
 			reasons = append(reasons, "task "+hung[0]+" still running "+d.cfg.HangGrace.String()+" past its deadline (its handler ignores cancellation)")
+			kinds = append(kinds, RecycleHung)
 		}
 	}
 
@@ -184,6 +199,7 @@ func (d *watchdog) check(ctx context.Context, now time.Time) {
 	if st.degraded && now.Sub(st.degradedSince) >= d.cfg.DegradedFor {
 		reasons = append(reasons, "throughput below "+strconv.FormatFloat(d.cfg.DegradedRatio, 'g', -1, 64)+
 			" of its baseline for "+d.cfg.DegradedFor.String())
+		kinds = append(kinds, RecycleThroughput)
 	}
 
 	if d.cfg.MaxRSS > 0 {
@@ -191,12 +207,13 @@ func (d *watchdog) check(ctx context.Context, now time.Time) {
 		if st.rss > d.cfg.MaxRSS {
 			reasons = append(reasons, "resident memory "+strconv.FormatInt(st.rss>>20, 10)+" MiB over WORKER_MAX_RSS "+
 				strconv.FormatInt(d.cfg.MaxRSS>>20, 10)+" MiB")
+			kinds = append(kinds, RecycleRSS)
 		}
 	}
 
 	st.hung = hung
 	if len(reasons) > 0 && st.recycle == "" {
-		st.recycle = reasons[0]
+		st.recycle, st.recycleKind = reasons[0], kinds[0]
 	}
 	d.mu.Lock()
 	d.state = st
@@ -207,6 +224,11 @@ func (d *watchdog) check(ctx context.Context, now time.Time) {
 			// Tell the web tier at once rather than at the next beat.
 			if err := d.w.beat(ctx); err != nil {
 				d.w.logger.WarnContext(ctx, "heartbeat", "err", err)
+			}
+			// The supervisor counts the recycle once this process is gone; the heartbeat
+			// is removed by then.
+			if err := d.w.beats.MarkRecycled(ctx, d.w.id, st.recycleKind, recycleRecordTTL); err != nil {
+				d.w.logger.WarnContext(ctx, "record recycle", "err", err)
 			}
 			d.cfg.OnRecycle(st.recycle)
 		})

@@ -40,7 +40,24 @@ type Config struct {
 	// ID is the id the worker beats and indexes its tasks under; empty: a new one
 	// (storage.NewWorkerID). A supervisor gives its child one, to know it by.
 	ID string
+	// Metrics is told the outcome of every task attempt; nil: none is.
+	Metrics Metrics
 }
+
+// Metrics receives the outcome of each task attempt whose outcome was recorded:
+// outcome is one of the Outcome constants, took how long the handler ran. It is called
+// from task goroutines, concurrently; *telemetry.Jobs is one.
+type Metrics interface {
+	TaskDone(typ, queue, outcome string, took time.Duration)
+}
+
+// Task attempt outcomes, as Metrics receives them.
+const (
+	OutcomeCompleted   = "completed"
+	OutcomeFailed      = "failed"      // no retries left, or SkipRetry
+	OutcomeRetried     = "retried"     // asynq runs it again after its backoff
+	OutcomeInterrupted = "interrupted" // cut short by a shutdown, back in its queue
+)
 
 // Task is one delivery of a task to a Handler.
 type Task struct {
@@ -400,10 +417,27 @@ func (w *Worker) record(ctx context.Context, log *slog.Logger, t *Task, result a
 		log.ErrorContext(ctx, "record task outcome", "state", state, "err", err)
 		return err
 	}
+	if m := w.cfg.Metrics; m != nil {
+		m.TaskDone(t.Type, t.Queue, outcome(state), took)
+	}
 	level := slog.LevelInfo
 	if state != storage.StateCompleted {
 		level = slog.LevelWarn
 	}
 	log.Log(ctx, level, "task "+state, "attempt", t.Attempt, "duration_ms", took.Milliseconds(), "err", msg)
 	return nil
+}
+
+// outcome is the Metrics outcome of a recorded job state.
+func outcome(state string) string {
+	switch state {
+	case storage.StateCompleted:
+		return OutcomeCompleted
+	case storage.StateFailed:
+		return OutcomeFailed
+	case storage.StateRetry:
+		return OutcomeRetried
+	default: // pending: interrupted by a shutdown
+		return OutcomeInterrupted
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,11 +30,17 @@ type fixture struct {
 
 func startWorker(tb testing.TB) *fixture {
 	tb.Helper()
+	return startWorkerWith(tb, nil)
+}
+
+// startWorkerWith is startWorker with m told of every task outcome.
+func startWorkerWith(tb testing.TB, m Metrics) *fixture {
+	tb.Helper()
 	r := storagetest.StartRedis(tb)
 	rdb := r.Client(tb)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	w := New(Config{Concurrency: 2, Queues: map[string]int{"default": 1}, ShutdownTimeout: 2 * time.Second,
-		Retention: time.Hour}, rdb, logger)
+		Retention: time.Hour, Metrics: m}, rdb, logger)
 	w.Handle(kindEcho, handleEcho)
 	if err := w.Start(context.Background()); err != nil {
 		tb.Fatal(err)
@@ -137,14 +144,26 @@ func TestCompletedIsNotRunAgain(t *testing.T) {
 	ctx := context.Background()
 	f.enqueue(t, "twice", kindEcho, echoArgs{Message: "first"})
 	first := f.wait(t, "twice")
+	ins := asynq.NewInspectorFromRedisClient(f.rdb)
+	// The record is written before the handler returns; asynq lets go of its task
+	// just after.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := ins.GetTaskInfo("default", "twice"); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("first delivery never acknowledged")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 
 	// Deliver the same id again, as asynq does when marking it done failed.
 	data, _ := json.Marshal(echoArgs{Message: "second"})
 	if _, err := f.client.Enqueue(asynq.NewTask(kindEcho, data), asynq.TaskID("twice")); err != nil {
 		t.Fatal(err)
 	}
-	ins := asynq.NewInspectorFromRedisClient(f.rdb)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(10 * time.Second)
 	for {
 		if _, err := ins.GetTaskInfo("default", "twice"); err != nil {
 			break // acknowledged and removed
@@ -257,5 +276,63 @@ func TestStopRequeuesAndRecordsPending(t *testing.T) {
 	ti, err := asynq.NewInspectorFromRedisClient(f.rdb).GetTaskInfo("default", "long")
 	if err != nil || ti.State != asynq.TaskStatePending {
 		t.Errorf("asynq task after Stop: %+v %v, want pending", ti, err)
+	}
+}
+
+// outcomes records what a worker tells its Metrics.
+type outcomes struct {
+	mu  sync.Mutex
+	got map[string]string // task type -> outcomes, space-separated
+}
+
+func (o *outcomes) TaskDone(typ, queue, outcome string, took time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.got[typ] != "" {
+		o.got[typ] += " "
+	}
+	o.got[typ] += queue + ":" + outcome
+}
+
+func (o *outcomes) of(typ string) string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.got[typ]
+}
+
+// TestMetricsOutcomes: Metrics hears each attempt's outcome as the job record has it:
+// completed, failed (SkipRetry), retried (retries left) and interrupted (by a stop).
+func TestMetricsOutcomes(t *testing.T) {
+	t.Parallel()
+	m := &outcomes{got: make(map[string]string)}
+	f := startWorkerWith(t, m)
+	waitOutcome := func(typ, want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for m.of(typ) != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("outcomes of %s: %q, want %q", typ, m.of(typ), want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	f.enqueue(t, "m-ok", kindEcho, echoArgs{Message: "x"})
+	waitOutcome(kindEcho, "default:completed")
+	f.enqueue(t, "m-undecodable", kindEcho, "not an object") // SkipRetry
+	waitOutcome(kindEcho, "default:completed default:failed")
+	f.enqueue(t, "m-unknown", "unknown", echoArgs{}, asynq.MaxRetry(5))
+	waitOutcome("unknown", "default:retried")
+
+	f.enqueue(t, "m-long", kindEcho, echoArgs{Message: "x", SleepMS: 60_000})
+	deadline := time.Now().Add(10 * time.Second)
+	for j, _ := f.jobs.Get(context.Background(), "m-long"); j.State != storage.StateActive; j, _ = f.jobs.Get(context.Background(), "m-long") {
+		if time.Now().After(deadline) {
+			t.Fatalf("task never started: %+v", j)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	f.w.Stop() // ShutdownTimeout 2 s: the task goes back to its queue
+	if got := m.of(kindEcho); got != "default:completed default:failed default:interrupted" {
+		t.Errorf("after Stop: %q, want the interrupted attempt counted", got)
 	}
 }

@@ -1,0 +1,114 @@
+package web
+
+import (
+	"context"
+	"crypto/subtle"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+)
+
+// RequestObserver records each answered request under its route template;
+// *telemetry.HTTP is one.
+type RequestObserver interface {
+	ObserveRequest(route string, code int, took time.Duration)
+}
+
+// RouteUnmatched is the route of a request that no route matched.
+const RouteUnmatched = "unmatched"
+
+// MetricsHandler guards metrics (a Prometheus handler) with a Bearer token: a request
+// whose "Authorization: Bearer <token>" (scheme in any case) equals one of tokens,
+// compared in constant time, is served; any other gets 401. Empty tokens are ignored;
+// with none left it answers 404, as if there were no such route.
+func MetricsHandler(metrics http.Handler, tokens ...string) http.Handler {
+	var keys [][]byte
+	for _, t := range tokens {
+		if t != "" {
+			keys = append(keys, []byte(t))
+		}
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if len(keys) == 0 {
+			NotFound.ServeHTTP(w, r)
+			return
+		}
+		given := bearer(r)
+		ok := 0
+		for _, k := range keys {
+			ok |= subtle.ConstantTimeCompare(given, k) // every key compared: no early exit
+		}
+		if ok != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="shoestring metrics"`)
+			w.Header().Set("Cache-Control", "no-store")
+			WriteJSON(w, http.StatusUnauthorized, errorBody{Error: "metrics token required as Authorization: Bearer (METRICS_TOKEN or ADMIN_TOKEN)"})
+			return
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		metrics.ServeHTTP(w, r)
+	})
+}
+
+// bearer returns the token of an Authorization header with the Bearer scheme, which
+// RFC 9110 section 11.1 makes case-insensitive; nil when there is none.
+func bearer(r *http.Request) []byte {
+	scheme, token, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return nil
+	}
+	return []byte(strings.TrimSpace(token))
+}
+
+// routeLabel is where the router tells the request logger which route matched: the
+// logger sits outside the router, which hands the matched route only to the handler.
+type routeLabel struct{ template string }
+
+type routeLabelKey struct{}
+
+// withRouteLabel returns r with an empty route label in its context.
+func withRouteLabel(r *http.Request) (*http.Request, *routeLabel) {
+	l := &routeLabel{}
+	return r.WithContext(context.WithValue(r.Context(), routeLabelKey{}, l)), l
+}
+
+// labelRoute is router middleware that records the matched route's path template.
+func labelRoute(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		setRouteLabel(r, mux.CurrentRoute(r))
+		next.ServeHTTP(w, r)
+	})
+}
+
+func setRouteLabel(r *http.Request, route *mux.Route) {
+	l, ok := r.Context().Value(routeLabelKey{}).(*routeLabel)
+	if !ok || route == nil {
+		return
+	}
+	if tmpl, err := route.GetPathTemplate(); err == nil {
+		l.template = tmpl
+	}
+}
+
+// matcher is what an app router can do: find the route a request would take.
+type matcher interface {
+	Match(r *http.Request, m *mux.RouteMatch) bool
+}
+
+// labelAppRoute labels the request with the app route that app (when it is a
+// gorilla/mux router) will serve it with. The app's router is the app's: the host adds
+// no middleware to it, so this matches once more, for app routes only.
+func labelAppRoute(app http.Handler) http.Handler {
+	m, ok := app.(matcher)
+	if !ok {
+		return app
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var rm mux.RouteMatch
+		if m.Match(r, &rm) && rm.MatchErr == nil {
+			setRouteLabel(r, rm.Route)
+		}
+		app.ServeHTTP(w, r)
+	})
+}
