@@ -31,6 +31,8 @@ type Config struct {
 	BlobURL string
 	// WorkerConcurrency is how many tasks one worker process runs at once.
 	WorkerConcurrency int
+	// WorkerFetchers is how many asynq fetch loops share WorkerConcurrency.
+	WorkerFetchers int
 	// Queues maps queue name to weight (asynq priority); the worker serves exactly these.
 	Queues map[string]int
 	// ShutdownTimeout bounds a graceful stop: both processes exit within it.
@@ -181,6 +183,8 @@ var settings = []Setting{
 			c.WorkerConcurrency, err = parseIntRange(v, 1, 1000)
 			return err
 		}},
+	{Name: "WORKER_FETCHERS", Default: "1", Description: "asynq servers (fetch loops) in one worker process, sharing `WORKER_CONCURRENCY`; asynq fetches one task per Redis round trip, so more can drain short tasks faster (1-16; measure with `go test -bench Drain ./worker`).",
+		set: func(c *Config, v string) (err error) { c.WorkerFetchers, err = parseIntRange(v, 1, 16); return err }},
 	{Name: "QUEUES", Default: "critical=6,default=3,low=1", Description: "Queues the worker serves as `name=weight,...`; a queue with weight 6 is picked 6 times as often as one with weight 1.",
 		set: func(c *Config, v string) (err error) { c.Queues, err = parseQueues(v); return err }},
 	{Name: "SHUTDOWN_TIMEOUT", Default: "25s", Description: "Graceful stop budget, 3s-10m (Heroku allows 30 s): in-flight tasks get all but max(20%, 2 s) of it to finish, then go back to their queue; both processes exit within it.",

@@ -459,7 +459,7 @@ func (h *Host) runWorker(ctx context.Context, rs runSpec, getenv func(string) st
 	defer ms.Stop()
 	recycle := make(chan string, 1)
 	w := worker.New(worker.Config{
-		Concurrency: cfg.WorkerConcurrency, Queues: cfg.Queues, ShutdownTimeout: drain,
+		Concurrency: cfg.WorkerConcurrency, Fetchers: cfg.WorkerFetchers, Queues: cfg.Queues, ShutdownTimeout: drain,
 		Retention: cfg.JobRetention, LogLevel: cfg.LogLevel,
 		ID: getenv(envWorkerID), Metrics: jobs,
 		Watchdog: worker.WatchdogConfig{

@@ -31,7 +31,10 @@ const (
 
 // Config is what a worker process needs beyond its dependencies.
 type Config struct {
-	Concurrency     int
+	Concurrency int
+	// Fetchers is how many asynq servers share Concurrency, each with its own fetch
+	// loop (asynq fetches one task per Redis round trip); 0 or 1 is one.
+	Fetchers        int
 	Queues          map[string]int
 	ShutdownTimeout time.Duration // in-flight tasks get this long to finish on Stop, then are requeued
 	Retention       time.Duration // lifetime of checkpoints, as of job records
@@ -107,7 +110,7 @@ type Worker struct {
 	logger   *slog.Logger
 	id       string
 
-	srv    *asynq.Server
+	srvs   []*asynq.Server // the fetchers; started by Start, shut down together by Stop
 	routes map[string]Handler
 
 	// aborted is set when a Stop's ShutdownTimeout has run out: asynq then requeues the
@@ -164,18 +167,27 @@ func (w *Worker) Start(ctx context.Context) error {
 		return errors.New("worker already started")
 	}
 	w.startedAt = time.Now()
-	w.srv = asynq.NewServerFromRedisClient(w.rdb, asynq.Config{
-		Concurrency:     w.cfg.Concurrency,
-		Queues:          w.cfg.Queues,
-		ShutdownTimeout: w.cfg.ShutdownTimeout,
-		Logger:          asynqLogger{w.logger.With("component", "asynq")},
-		LogLevel:        asynqLevel(w.cfg.LogLevel),
-		// asynq polls; 1 s (its default) adds up to 1.5 s of latency to every task
-		// enqueued while the worker is idle.
-		TaskCheckInterval:        250 * time.Millisecond,
-		DelayedTaskCheckInterval: time.Second,
-		RetryDelayFunc:           retryDelay,
-	})
+	// Each server fetches one task per round trip; several share the concurrency so
+	// that fetching is not the bottleneck (issue 10's measurement).
+	fetchers := min(max(w.cfg.Fetchers, 1), w.cfg.Concurrency)
+	for i := range fetchers {
+		conc := w.cfg.Concurrency / fetchers
+		if i < w.cfg.Concurrency%fetchers {
+			conc++
+		}
+		w.srvs = append(w.srvs, asynq.NewServerFromRedisClient(w.rdb, asynq.Config{
+			Concurrency:     conc,
+			Queues:          w.cfg.Queues,
+			ShutdownTimeout: w.cfg.ShutdownTimeout,
+			Logger:          asynqLogger{w.logger.With("component", "asynq")},
+			LogLevel:        asynqLevel(w.cfg.LogLevel),
+			// asynq polls; 1 s (its default) adds up to 1.5 s of latency to every task
+			// enqueued while the worker is idle.
+			TaskCheckInterval:        250 * time.Millisecond,
+			DelayedTaskCheckInterval: time.Second,
+			RetryDelayFunc:           retryDelay,
+		}))
+	}
 	// Exact kinds, not asynq.ServeMux's prefix match, under which "report" would also
 	// serve "report:v2".
 	wrapped := make(map[string]asynq.Handler, len(w.routes))
@@ -198,8 +210,13 @@ func (w *Worker) Start(ctx context.Context) error {
 	if err := w.beat(ctx); err != nil {
 		w.logger.WarnContext(ctx, "first heartbeat", "err", err)
 	}
-	if err := w.srv.Start(route); err != nil {
-		return fmt.Errorf("start asynq server: %w", err)
+	for i, srv := range w.srvs {
+		if err := srv.Start(route); err != nil {
+			for _, started := range w.srvs[:i] {
+				started.Shutdown()
+			}
+			return fmt.Errorf("start asynq server: %w", err)
+		}
 	}
 	w.started = true
 	ctx, w.cancel = context.WithCancel(context.WithoutCancel(ctx))
@@ -209,7 +226,7 @@ func (w *Worker) Start(ctx context.Context) error {
 		defer w.wg.Done()
 		w.watch.run(ctx)
 	}()
-	w.logger.InfoContext(ctx, "worker started", "worker_id", w.id, "concurrency", w.cfg.Concurrency, "queues", w.cfg.Queues)
+	w.logger.InfoContext(ctx, "worker started", "worker_id", w.id, "concurrency", w.cfg.Concurrency, "fetchers", len(w.srvs), "queues", w.cfg.Queues)
 	return nil
 }
 
@@ -228,7 +245,11 @@ func (w *Worker) Stop() {
 		}
 		// asynq aborts the tasks still running when its ShutdownTimeout ends.
 		abort := time.AfterFunc(w.cfg.ShutdownTimeout, func() { w.aborted.Store(true) })
-		w.srv.Shutdown()
+		var shut sync.WaitGroup
+		for _, srv := range w.srvs {
+			shut.Go(srv.Shutdown) // together: each may wait its ShutdownTimeout
+		}
+		shut.Wait()
 		abort.Stop()
 		w.hmu.Lock()
 		w.waiting = true

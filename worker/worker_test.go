@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -334,5 +335,36 @@ func TestMetricsOutcomes(t *testing.T) {
 	f.w.Stop() // ShutdownTimeout 2 s: the task goes back to its queue
 	if got := m.of(kindEcho); got != "default:completed default:failed default:interrupted" {
 		t.Errorf("after Stop: %q, want the interrupted attempt counted", got)
+	}
+}
+
+// TestFetchers: a worker with several fetch loops sharing its concurrency runs every
+// task once and stops cleanly.
+func TestFetchers(t *testing.T) {
+	t.Parallel()
+	r := storagetest.StartRedis(t)
+	rdb := r.Client(t)
+	w := New(Config{Concurrency: 4, Fetchers: 3, Queues: map[string]int{"default": 1}, ShutdownTimeout: 2 * time.Second,
+		Retention: time.Hour}, rdb, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	w.Handle(kindEcho, handleEcho)
+	if err := w.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{rdb: rdb, jobs: storage.NewJobs(rdb, time.Hour), client: asynq.NewClientFromRedisClient(rdb), w: w}
+	for i := range 30 {
+		f.enqueue(t, "f"+strconv.Itoa(i), kindEcho, echoArgs{Message: "m", SleepMS: 20})
+	}
+	for i := range 30 {
+		if j := f.wait(t, "f"+strconv.Itoa(i)); j.State != storage.StateCompleted || j.Attempts != 1 {
+			t.Errorf("job %d: %+v", i, j)
+		}
+	}
+	if len(w.srvs) != 3 {
+		t.Errorf("%d fetchers, want 3", len(w.srvs))
+	}
+	start := time.Now()
+	w.Stop()
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("Stop took %v", took)
 	}
 }

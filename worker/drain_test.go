@@ -1,0 +1,88 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/shoestring-go/shoestring/storage"
+	"github.com/shoestring-go/shoestring/storage/storagetest"
+)
+
+// BenchmarkDrain measures what a Worker adds per task over asynq: b.N echo tasks, each
+// with its job record, are queued, then drained by a Worker at concurrency 10 on a
+// real redis-server. Compare ns/op with BenchmarkDrainAsynq in the same run.
+func BenchmarkDrain(b *testing.B) {
+	for _, fetchers := range []int{1, 2, 4} {
+		b.Run("fetchers="+strconv.Itoa(fetchers), func(b *testing.B) { benchDrain(b, fetchers) })
+	}
+}
+
+func benchDrain(b *testing.B, fetchers int) {
+	rdb, client, jobs := drainFixture(b)
+	w := New(Config{Concurrency: 10, Fetchers: fetchers, Queues: map[string]int{"default": 1}, ShutdownTimeout: 5 * time.Second,
+		Retention: time.Hour}, rdb, slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	w.Handle(kindEcho, func(context.Context, *Task) (any, error) { return nil, nil })
+	fill(b, client, jobs, b.N)
+	b.ResetTimer()
+	if err := w.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	defer w.Stop()
+	waitDrained(b, rdb, b.N)
+}
+
+// BenchmarkDrainAsynq is the baseline: the same tasks drained by a bare asynq.Server
+// with a no-op handler.
+func BenchmarkDrainAsynq(b *testing.B) {
+	rdb, client, jobs := drainFixture(b)
+	fill(b, client, jobs, b.N)
+	b.ResetTimer()
+	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{Concurrency: 10, Queues: map[string]int{"default": 1},
+		LogLevel: asynq.WarnLevel, TaskCheckInterval: 250 * time.Millisecond})
+	if err := srv.Start(asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return nil })); err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Shutdown()
+	waitDrained(b, rdb, b.N)
+}
+
+func drainFixture(b *testing.B) (rdbT *redis.Client, client *asynq.Client, jobs *storage.Jobs) {
+	r := storagetest.StartRedis(b)
+	rdb := r.Client(b)
+	return rdb, asynq.NewClientFromRedisClient(rdb), storage.NewJobs(rdb, time.Hour)
+}
+
+func fill(b *testing.B, client *asynq.Client, jobs *storage.Jobs, n int) {
+	data, _ := json.Marshal(echoArgs{Message: "x"})
+	ctx := context.Background()
+	for i := range n {
+		id := "d" + strconv.Itoa(i)
+		if err := jobs.Create(ctx, storage.Job{ID: id, Type: kindEcho, Queue: "default", State: storage.StatePending, CreatedAt: time.Now()}); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := client.Enqueue(asynq.NewTask(kindEcho, data), asynq.TaskID(id)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func waitDrained(b *testing.B, rdb *redis.Client, n int) {
+	ins := asynq.NewInspectorFromRedisClient(rdb)
+	deadline := time.Now().Add(5 * time.Minute)
+	for time.Now().Before(deadline) {
+		qi, err := ins.GetQueueInfo("default")
+		if err == nil && qi.Pending == 0 && qi.Active == 0 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	b.Fatalf("%d tasks not drained", n)
+}
