@@ -124,7 +124,7 @@ func TestOpenBucket(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "new", "blobs")
 	for _, u := range []string{"mem://", "file://" + dir} {
-		b, err := OpenBucket(ctx, u)
+		b, err := OpenBucket(ctx, u, BlobCredentials{})
 		if err != nil {
 			t.Fatalf("%s: %v", u, err)
 		}
