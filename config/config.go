@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
 	"regexp"
 	"slices"
@@ -27,8 +28,14 @@ type Config struct {
 	// RedisTLSSkipVerify accepts a rediss:// server certificate that does not verify
 	// (Heroku Redis uses self-signed certificates).
 	RedisTLSSkipVerify bool
-	// BlobURL locates the blob store: file:///abs, file://./relative or mem://.
+	// BlobURL locates the blob store: file:///abs, file://./relative, mem://,
+	// s3://bucket?region=... or azblob://container.
 	BlobURL string
+	// AWSAccessKeyID, AWSSecretAccessKey and AWSSessionToken sign s3:// requests.
+	AWSAccessKeyID, AWSSecretAccessKey, AWSSessionToken string
+	// AzureStorageAccount and AzureStorageKey (a shared key), or
+	// AzureStorageConnectionString, authorize azblob:// requests.
+	AzureStorageAccount, AzureStorageKey, AzureStorageConnectionString string
 	// WorkerConcurrency is how many tasks one worker process runs at once.
 	WorkerConcurrency int
 	// WorkerFetchers is how many asynq fetch loops share WorkerConcurrency.
@@ -176,8 +183,20 @@ var settings = []Setting{
 		set: func(c *Config, v string) error { c.RedisURL = v; return checkRedisURL(v) }},
 	{Name: "REDIS_TLS_SKIP_VERIFY", Default: "false", Description: "Accept a `rediss://` certificate that does not verify (Heroku Redis is self-signed).",
 		set: func(c *Config, v string) (err error) { c.RedisTLSSkipVerify, err = strconv.ParseBool(v); return err }},
-	{Name: "BLOB_URL", Default: "file://./data/blobs", Description: "Where uploads and results are kept: `file:///abs/dir`, `file://./relative/dir` or `mem://`.",
+	{Name: "BLOB_URL", Default: "file://./data/blobs", Description: "Where uploads and results are kept: `file:///abs/dir`, `file://./relative/dir`, `mem://`, `s3://bucket?region=R[&endpoint=https://host][&use_path_style=true]` (S3, R2, B2, MinIO; needs `AWS_ACCESS_KEY_ID`) or `azblob://container[?protocol=http&domain=host:port]` (Azure Blob, Azurite; needs `AZURE_STORAGE_*`). See Blob storage.",
 		set: func(c *Config, v string) error { c.BlobURL = v; return checkBlobURL(v) }},
+	{Name: "AWS_ACCESS_KEY_ID", Default: "", Secret: true, Description: "Access key id for an `s3://` `BLOB_URL` (with `AWS_SECRET_ACCESS_KEY`); ignored otherwise.",
+		set: func(c *Config, v string) error { c.AWSAccessKeyID = v; return nil }},
+	{Name: "AWS_SECRET_ACCESS_KEY", Default: "", Secret: true, Description: "Secret access key for an `s3://` `BLOB_URL`.",
+		set: func(c *Config, v string) error { c.AWSSecretAccessKey = v; return nil }},
+	{Name: "AWS_SESSION_TOKEN", Default: "", Secret: true, Description: "Session token of temporary `s3://` credentials; unset for long-lived keys.",
+		set: func(c *Config, v string) error { c.AWSSessionToken = v; return nil }},
+	{Name: "AZURE_STORAGE_ACCOUNT", Default: "", Description: "Storage account of an `azblob://` `BLOB_URL` (with `AZURE_STORAGE_KEY`).",
+		set: func(c *Config, v string) error { c.AzureStorageAccount = v; return nil }},
+	{Name: "AZURE_STORAGE_KEY", Default: "", Secret: true, Description: "Shared key (base64) of `AZURE_STORAGE_ACCOUNT`, for an `azblob://` `BLOB_URL`.",
+		set: func(c *Config, v string) error { c.AzureStorageKey = v; return nil }},
+	{Name: "AZURE_STORAGE_CONNECTION_STRING", Default: "", Secret: true, Description: "Connection string for an `azblob://` `BLOB_URL`, used instead of `AZURE_STORAGE_ACCOUNT`/`AZURE_STORAGE_KEY` and the URL's endpoint options.",
+		set: func(c *Config, v string) error { c.AzureStorageConnectionString = v; return nil }},
 	{Name: "WORKER_CONCURRENCY", Default: "10", Description: "Tasks one worker process runs at once (1-1000).",
 		set: func(c *Config, v string) (err error) {
 			c.WorkerConcurrency, err = parseIntRange(v, 1, 1000)
@@ -373,10 +392,25 @@ func Load(getenv func(string) string) (Config, error) {
 	if c.QueueLatencyWarn > 0 && c.QueueLatencyFail > 0 && c.QueueLatencyFail <= c.QueueLatencyWarn {
 		problems = append(problems, fmt.Sprintf("QUEUE_LATENCY_FAIL: must be more than QUEUE_LATENCY_WARN (%v)", c.QueueLatencyWarn))
 	}
+	if p := c.blobCredentialsProblem(); p != "" {
+		problems = append(problems, p)
+	}
 	if len(problems) > 0 {
 		return Config{}, &Error{Problems: problems}
 	}
 	return c, nil
+}
+
+// blobCredentialsProblem names the credentials a cloud BLOB_URL lacks, or is "".
+func (c *Config) blobCredentialsProblem() string {
+	switch {
+	case strings.HasPrefix(c.BlobURL, "s3://") && (c.AWSAccessKeyID == "" || c.AWSSecretAccessKey == ""):
+		return "BLOB_URL: s3:// needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+	case strings.HasPrefix(c.BlobURL, "azblob://") && c.AzureStorageConnectionString == "" &&
+		(c.AzureStorageAccount == "" || c.AzureStorageKey == ""):
+		return "BLOB_URL: azblob:// needs AZURE_STORAGE_ACCOUNT and AZURE_STORAGE_KEY, or AZURE_STORAGE_CONNECTION_STRING"
+	}
+	return ""
 }
 
 // Env renders the settings that getenv sets as NAME=value pairs, for handing the same
@@ -681,6 +715,7 @@ func checkBlobURL(v string) error {
 	if err != nil {
 		return errors.New("is not a URL")
 	}
+	q := u.Query()
 	switch u.Scheme {
 	case "file":
 		if u.Host != "" && u.Host != "." && u.Host != ".." {
@@ -690,8 +725,59 @@ func checkBlobURL(v string) error {
 			return errors.New("needs a directory")
 		}
 	case "mem":
+	case "s3":
+		if u.Host == "" {
+			return errors.New("needs a bucket name: s3://bucket?region=...")
+		}
+		if u.Path != "" && u.Path != "/" {
+			return errors.New("takes no path after the bucket name: s3://bucket?region=...")
+		}
+		if q.Get("region") == "" {
+			return errors.New("needs ?region= (us-east-1 for MinIO, auto for R2)")
+		}
+		if ep := q.Get("endpoint"); ep != "" {
+			if e, err := url.Parse(ep); err != nil || (e.Scheme != "http" && e.Scheme != "https") || e.Host == "" {
+				return errors.New("endpoint must be an http:// or https:// URL")
+			}
+		}
+		if err := checkQuery(q, map[string]bool{"region": false, "endpoint": false, "use_path_style": true}); err != nil {
+			return err
+		}
+	case "azblob":
+		if u.Host == "" {
+			return errors.New("needs a container name: azblob://container")
+		}
+		if u.Path != "" && u.Path != "/" {
+			return errors.New("takes no path after the container name: azblob://container")
+		}
+		if p := q.Get("protocol"); p != "" && p != "http" && p != "https" {
+			return errors.New("protocol must be http or https")
+		}
+		if err := checkQuery(q, map[string]bool{"protocol": false, "domain": false, "localemu": true}); err != nil {
+			return err
+		}
 	default:
-		return fmt.Errorf("scheme %q is not one of file, mem", u.Scheme)
+		return fmt.Errorf("scheme %q is not one of file, mem, s3, azblob", u.Scheme)
+	}
+	return nil
+}
+
+// checkQuery refuses URL parameters not in known, given twice, or (when known says so)
+// not a boolean.
+func checkQuery(q url.Values, known map[string]bool) error {
+	for k, vs := range q {
+		isBool, ok := known[k]
+		switch {
+		case !ok:
+			names := slices.Sorted(maps.Keys(known))
+			return fmt.Errorf("unknown parameter %q (known: %s)", k, strings.Join(names, ", "))
+		case len(vs) > 1:
+			return fmt.Errorf("parameter %q given twice", k)
+		case isBool:
+			if _, err := strconv.ParseBool(vs[0]); err != nil {
+				return fmt.Errorf("parameter %q must be true or false", k)
+			}
+		}
 	}
 	return nil
 }

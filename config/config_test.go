@@ -207,3 +207,63 @@ func TestREADMETable(t *testing.T) {
 		t.Errorf("README.md table is stale; run go test ./config -update (-want +got):\n%s", diff)
 	}
 }
+
+// TestBlobURL: the cloud blob URLs are accepted with their credentials, and every
+// mistake is named (a missing bucket or container, region, credentials, a bad option)
+// without echoing a secret.
+func TestBlobURL(t *testing.T) {
+	t.Parallel()
+	s3Creds := map[string]string{"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "s3cret"}
+	azCreds := map[string]string{"AZURE_STORAGE_ACCOUNT": "acct", "AZURE_STORAGE_KEY": "azkey=="}
+	azConn := map[string]string{"AZURE_STORAGE_CONNECTION_STRING": "AccountName=a;AccountKey=k"}
+	tests := []struct {
+		url   string
+		creds map[string]string
+		want  string // "" for valid
+	}{
+		{"s3://shots?region=us-east-1", s3Creds, ""},
+		{"s3://shots?region=auto&endpoint=https://acct.r2.cloudflarestorage.com", s3Creds, ""},
+		{"s3://shots?region=us-east-1&endpoint=http://127.0.0.1:9000&use_path_style=true", s3Creds, ""},
+		{"azblob://shots", azCreds, ""},
+		{"azblob://shots?protocol=http&domain=127.0.0.1:10000", azCreds, ""},
+		{"azblob://shots", azConn, ""},
+		{"s3://?region=us-east-1", s3Creds, "needs a bucket name"},
+		{"s3:///shots?region=us-east-1", s3Creds, "needs a bucket name"},
+		{"s3://shots/sub?region=us-east-1", s3Creds, "takes no path"},
+		{"s3://shots", s3Creds, "needs ?region="},
+		{"s3://shots?region=us-east-1&endpoint=127.0.0.1:9000", s3Creds, "endpoint must be an http:// or https:// URL"},
+		{"s3://shots?region=us-east-1&use_path_style=yes please", s3Creds, `"use_path_style" must be true or false`},
+		{"s3://shots?region=us-east-1&profile=dev", s3Creds, `unknown parameter "profile"`},
+		{"s3://shots?region=us-east-1", nil, "s3:// needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"},
+		{"s3://shots?region=us-east-1", map[string]string{"AWS_ACCESS_KEY_ID": "AKID"}, "needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"},
+		{"azblob://", azCreds, "needs a container name"},
+		{"azblob://shots?protocol=ftp", azCreds, "protocol must be http or https"},
+		{"azblob://shots?cdn=true", azCreds, `unknown parameter "cdn"`},
+		{"azblob://shots", nil, "azblob:// needs AZURE_STORAGE_ACCOUNT and AZURE_STORAGE_KEY, or AZURE_STORAGE_CONNECTION_STRING"},
+		{"azblob://shots", map[string]string{"AZURE_STORAGE_ACCOUNT": "acct"}, "azblob:// needs"},
+		{"gs://shots", nil, `scheme "gs" is not one of file, mem, s3, azblob`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.url, func(t *testing.T) {
+			vars := map[string]string{"BLOB_URL": tc.url}
+			for k, v := range tc.creds {
+				vars[k] = v
+			}
+			c, err := Load(env(vars))
+			if tc.want == "" {
+				if err != nil || c.BlobURL != tc.url {
+					t.Fatalf("Load: %v (BlobURL %q)", err, c.BlobURL)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), "BLOB_URL: ") || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Load: %v, want a BLOB_URL problem with %q", err, tc.want)
+			}
+			for _, secret := range []string{"s3cret", "azkey==", "AccountKey=k"} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("secret %q echoed: %v", secret, err)
+				}
+			}
+		})
+	}
+}

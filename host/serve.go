@@ -55,7 +55,10 @@ func (h *Host) open(ctx context.Context, rs runSpec) (*deps, func(), error) {
 	} else {
 		logger.InfoContext(ctx, "redis connected", "redis", config.Redacted(cfg.RedisURL))
 	}
-	bucket, err := storage.OpenBucket(ctx, cfg.BlobURL)
+	bucket, err := storage.OpenBucket(ctx, cfg.BlobURL, storage.BlobCredentials{
+		AWSAccessKeyID: cfg.AWSAccessKeyID, AWSSecretAccessKey: cfg.AWSSecretAccessKey, AWSSessionToken: cfg.AWSSessionToken,
+		AzureAccount: cfg.AzureStorageAccount, AzureKey: cfg.AzureStorageKey, AzureConnectionString: cfg.AzureStorageConnectionString,
+	})
 	if err != nil {
 		rdb.Close()
 		return nil, nil, err

@@ -2,10 +2,15 @@ package host
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"testing"
 	"time"
 
 	"gocloud.dev/blob/fileblob"
+
+	"github.com/shoestring-go/shoestring/storage"
+	"github.com/shoestring-go/shoestring/storage/storagetest"
 )
 
 // TestSweepBlobs: blobs written before the cutoff are deleted, later ones are kept,
@@ -39,5 +44,35 @@ func TestSweepBlobs(t *testing.T) {
 	}
 	if ok, _ := bucket.Exists(ctx, "uploads/fresh.png"); !ok {
 		t.Errorf("a fresh blob was swept")
+	}
+}
+
+// TestSweepBlobsS3: the sweeper lists and deletes through an s3:// bucket (an in-process
+// S3 server over HTTP) by the ModTime S3 reports: a cutoff in the past keeps every blob,
+// one in the future deletes them all, across more than one listing page.
+func TestSweepBlobsS3(t *testing.T) {
+	t.Parallel()
+	s := storagetest.StartS3(t)
+	env := s.Env()
+	ctx := context.Background()
+	bucket, err := storage.OpenBucket(ctx, s.URL(), storage.BlobCredentials{AWSAccessKeyID: env["AWS_ACCESS_KEY_ID"], AWSSecretAccessKey: env["AWS_SECRET_ACCESS_KEY"]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bucket.Close()
+	const blobs = 1005 // s3blob lists 1000 keys a page
+	for i := range blobs {
+		if err := bucket.WriteAll(ctx, fmt.Sprintf("thumbnails/j%04d/160.jpg", i), []byte("x"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := sweepBlobs(ctx, bucket, time.Now().Add(-time.Hour)); err != nil || n != 0 {
+		t.Fatalf("cutoff an hour ago: swept %d, %v; want 0", n, err)
+	}
+	if n, err := sweepBlobs(ctx, bucket, time.Now().Add(time.Minute)); err != nil || n != blobs {
+		t.Fatalf("cutoff in a minute: swept %d, %v; want %d", n, err, blobs)
+	}
+	if obj, err := bucket.List(nil).Next(ctx); err != io.EOF {
+		t.Errorf("left after the sweep: %+v %v", obj, err)
 	}
 }

@@ -13,13 +13,23 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/redis/go-redis/v9"
 	"gocloud.dev/blob"
+	"gocloud.dev/blob/azureblob"
 	"gocloud.dev/blob/fileblob"
 	"gocloud.dev/blob/memblob"
+	"gocloud.dev/blob/s3blob"
 )
 
 // KeyPrefix starts every Redis key shoestring writes itself (asynq's start "asynq:").
@@ -59,10 +69,28 @@ func redactURL(raw string) string {
 	return u.Redacted()
 }
 
+// BlobCredentials are the secrets a cloud blob store needs. host.Run reads them from
+// the environment (AWS_ACCESS_KEY_ID, AZURE_STORAGE_KEY, ...; see package config), so
+// that nothing below it does: the cloud SDKs' own environment and file lookups are
+// not used.
+type BlobCredentials struct {
+	// AWSAccessKeyID and AWSSecretAccessKey sign s3:// requests; AWSSessionToken is
+	// for temporary credentials.
+	AWSAccessKeyID, AWSSecretAccessKey, AWSSessionToken string
+	// AzureAccount and AzureKey are an azblob:// shared key; AzureConnectionString,
+	// when set, is used instead of both and of the URL's endpoint options.
+	AzureAccount, AzureKey, AzureConnectionString string
+}
+
 // OpenBucket opens the blob store at rawURL: file:///abs/dir, file://./relative/dir
-// (relative to the working directory; created when missing) or mem://. Close it when
-// done. Blobs are written with their content type, so readers can serve them as is.
-func OpenBucket(ctx context.Context, rawURL string) (*blob.Bucket, error) {
+// (relative to the working directory; created when missing), mem://,
+// s3://bucket?region=R[&endpoint=URL][&use_path_style=true] (AWS S3, or any
+// S3-compatible store: R2, B2, MinIO) or azblob://container[?protocol=http&domain=
+// host:port] (Azure Blob Storage, or Azurite), with creds for the last two. The
+// bucket or container must exist; OpenBucket does not contact the store (the storage
+// health check does). Close it when done. Blobs are written with their content type,
+// so readers can serve them as is.
+func OpenBucket(ctx context.Context, rawURL string, creds BlobCredentials) (*blob.Bucket, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("parse BLOB_URL: %w", err)
@@ -88,13 +116,105 @@ func OpenBucket(ctx context.Context, rawURL string) (*blob.Bucket, error) {
 			return nil, fmt.Errorf("open blob dir %s: %w", dir, err)
 		}
 		return b, nil
-	default:
-		b, err := blob.OpenBucket(ctx, rawURL)
+	case "s3":
+		b, err := openS3(ctx, u, creds)
 		if err != nil {
-			return nil, fmt.Errorf("open blob store %s: %w", u.Scheme, err)
+			return nil, fmt.Errorf("open s3 bucket %s: %w", u.Host, err)
 		}
 		return b, nil
+	case "azblob":
+		b, err := openAzure(ctx, u, creds)
+		if err != nil {
+			return nil, fmt.Errorf("open azblob container %s: %w", u.Host, err)
+		}
+		return b, nil
+	default:
+		return nil, fmt.Errorf("open blob store: scheme %q is not one of file, mem, s3, azblob", u.Scheme)
 	}
+}
+
+// openS3 builds the S3 client from the URL and creds alone, not from the AWS SDK's
+// default chain (which reads AWS_* variables and ~/.aws itself).
+func openS3(ctx context.Context, u *url.URL, creds BlobCredentials) (*blob.Bucket, error) {
+	q := u.Query()
+	if u.Host == "" || q.Get("region") == "" {
+		return nil, errors.New("needs s3://bucket?region=...")
+	}
+	if creds.AWSAccessKeyID == "" || creds.AWSSecretAccessKey == "" {
+		return nil, errors.New("needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+	}
+	pathStyle := false
+	if v := q.Get("use_path_style"); v != "" {
+		var err error
+		if pathStyle, err = strconv.ParseBool(v); err != nil {
+			return nil, fmt.Errorf("use_path_style: %w", err)
+		}
+	}
+	cfg := aws.Config{
+		Region:      q.Get("region"),
+		Credentials: aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider(creds.AWSAccessKeyID, creds.AWSSecretAccessKey, creds.AWSSessionToken)),
+		// No client-side retry quota: after an outage long enough to drain it, every
+		// failed call would otherwise be refused its retry (gocloud.dev/aws does the same).
+		Retryer: func() aws.Retryer {
+			return retry.NewStandard(func(o *retry.StandardOptions) { o.RateLimiter = ratelimit.None })
+		},
+	}
+	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
+		if ep := q.Get("endpoint"); ep != "" {
+			o.BaseEndpoint = aws.String(ep)
+		}
+		o.UsePathStyle = pathStyle
+		// S3-compatible stores (R2, B2, MinIO, older releases) reject or ignore the
+		// SDK's default request checksums; send them only where S3 requires them.
+		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+	})
+	return s3blob.OpenBucket(ctx, client, u.Host, &s3blob.Options{RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired})
+}
+
+// openAzure builds the container client from creds: a connection string, or an account
+// and shared key with the service URL the URL's protocol, domain and localemu options
+// give (gocloud.dev/blob/azureblob.NewServiceURL: http://127.0.0.1:10000/account for
+// Azurite, https://account.blob.core.windows.net by default).
+func openAzure(ctx context.Context, u *url.URL, creds BlobCredentials) (*blob.Bucket, error) {
+	if u.Host == "" {
+		return nil, errors.New("needs azblob://container")
+	}
+	q := u.Query()
+	var client *container.Client
+	var err error
+	switch {
+	case creds.AzureConnectionString != "":
+		client, err = container.NewClientFromConnectionString(creds.AzureConnectionString, u.Host, nil)
+		if err != nil {
+			return nil, errors.New("AZURE_STORAGE_CONNECTION_STRING is malformed") // its error may quote the key
+		}
+	case creds.AzureAccount != "" && creds.AzureKey != "":
+		opts := azureblob.ServiceURLOptions{AccountName: creds.AzureAccount, StorageDomain: q.Get("domain"), Protocol: q.Get("protocol")}
+		if v := q.Get("localemu"); v != "" {
+			if opts.IsLocalEmulator, err = strconv.ParseBool(v); err != nil {
+				return nil, fmt.Errorf("localemu: %w", err)
+			}
+		}
+		svc, err := azureblob.NewServiceURL(&opts)
+		if err != nil {
+			return nil, err
+		}
+		containerURL, err := url.JoinPath(string(svc), u.Host)
+		if err != nil {
+			return nil, err
+		}
+		cred, err := azblob.NewSharedKeyCredential(creds.AzureAccount, creds.AzureKey)
+		if err != nil {
+			return nil, errors.New("AZURE_STORAGE_KEY is not a base64 account key")
+		}
+		if client, err = container.NewClientWithSharedKeyCredential(containerURL, cred, nil); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, errors.New("needs AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT and AZURE_STORAGE_KEY")
+	}
+	return azureblob.OpenBucket(ctx, client, nil)
 }
 
 // RedisLogger routes go-redis's own log lines (connection pool dial failures, mostly,

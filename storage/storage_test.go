@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"io"
 	"math/big"
 	"net"
 	"os"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"gocloud.dev/blob"
+	"gocloud.dev/gcerrors"
 
 	"github.com/shoestring-go/shoestring/storage/storagetest"
 )
@@ -124,7 +126,7 @@ func TestOpenBucket(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "new", "blobs")
 	for _, u := range []string{"mem://", "file://" + dir} {
-		b, err := OpenBucket(ctx, u)
+		b, err := OpenBucket(ctx, u, BlobCredentials{})
 		if err != nil {
 			t.Fatalf("%s: %v", u, err)
 		}
@@ -345,5 +347,119 @@ func TestRecoverPoisonTask(t *testing.T) {
 	}
 	if j, _ := jobs.Get(ctx, "c"); j.State != StateCompleted {
 		t.Errorf("completed record overwritten: %+v", j)
+	}
+}
+
+// TestCloudBuckets: s3:// (against an in-process S3 server over HTTP) and azblob://
+// (against Azurite) store, list, serve and delete blobs with their content type, and
+// IsAccessible, which the storage health check calls, follows the server going down and
+// coming back.
+func TestCloudBuckets(t *testing.T) {
+	t.Parallel()
+	type store struct {
+		url         string
+		env         map[string]string
+		stop, start func()
+	}
+	stores := map[string]func(t *testing.T) store{
+		"s3": func(t *testing.T) store {
+			s := storagetest.StartS3(t)
+			return store{s.URL(), s.Env(), s.Stop, func() { s.Start(t) }}
+		},
+		"azblob": func(t *testing.T) store {
+			a := storagetest.StartAzurite(t)
+			return store{a.URL(), a.Env(), func() { a.Stop(t) }, func() { a.Start(t) }}
+		},
+	}
+	for name, startStore := range stores {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			st := startStore(t)
+			creds := BlobCredentials{AWSAccessKeyID: st.env["AWS_ACCESS_KEY_ID"], AWSSecretAccessKey: st.env["AWS_SECRET_ACCESS_KEY"],
+				AzureAccount: st.env["AZURE_STORAGE_ACCOUNT"], AzureKey: st.env["AZURE_STORAGE_KEY"]}
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			b, err := OpenBucket(ctx, st.url, creds)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			if err := b.WriteAll(ctx, "thumbnails/x/160.jpg", []byte("jpeg bytes"), &blob.WriterOptions{ContentType: "image/jpeg"}); err != nil {
+				t.Fatal(err)
+			}
+			r, err := b.NewReader(ctx, "thumbnails/x/160.jpg", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(r)
+			r.Close()
+			if string(got) != "jpeg bytes" || r.ContentType() != "image/jpeg" || time.Since(r.ModTime()) > time.Minute {
+				t.Errorf("read back %q, %s, modified %v", got, r.ContentType(), r.ModTime())
+			}
+			obj, err := b.List(nil).Next(ctx)
+			if err != nil || obj.Key != "thumbnails/x/160.jpg" {
+				t.Errorf("list: %+v %v", obj, err)
+			}
+			if _, err := b.NewReader(ctx, "thumbnails/nope.jpg", nil); gcerrors.Code(err) != gcerrors.NotFound {
+				t.Errorf("missing blob: %v, want NotFound", err)
+			}
+			if ok, err := b.IsAccessible(ctx); !ok || err != nil {
+				t.Fatalf("IsAccessible while up: %v %v", ok, err)
+			}
+
+			st.stop()
+			actx, acancel := context.WithTimeout(ctx, 2*time.Second) // the health check's timeout
+			ok, err := b.IsAccessible(actx)
+			acancel()
+			if ok && err == nil {
+				t.Errorf("IsAccessible while down: true")
+			}
+			st.start()
+			waitUntil(t, 20*time.Second, "accessible again", func() bool {
+				actx, acancel := context.WithTimeout(ctx, 2*time.Second)
+				defer acancel()
+				ok, err := b.IsAccessible(actx)
+				return ok && err == nil
+			})
+			if err := b.Delete(ctx, "thumbnails/x/160.jpg"); err != nil {
+				t.Errorf("delete after the restart: %v", err)
+			}
+		})
+	}
+}
+
+// TestOpenBucketRefuses: OpenBucket refuses a cloud URL without its credentials, and never
+// echoes a key.
+func TestOpenBucketRefuses(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		url   string
+		creds BlobCredentials
+		want  string
+	}{
+		{"s3://b?region=us-east-1", BlobCredentials{}, "needs AWS_ACCESS_KEY_ID"},
+		{"s3://b", BlobCredentials{AWSAccessKeyID: "a", AWSSecretAccessKey: "s3cret"}, "region"},
+		{"azblob://c", BlobCredentials{}, "needs AZURE_STORAGE_CONNECTION_STRING"},
+		{"azblob://c", BlobCredentials{AzureAccount: "a", AzureKey: "not base64!"}, "AZURE_STORAGE_KEY is not a base64"},
+		{"azblob://c", BlobCredentials{AzureConnectionString: "AccountKey=s3cret"}, "malformed"},
+		{"gs://b", BlobCredentials{}, "not one of"},
+	} {
+		_, err := OpenBucket(ctx, tc.url, tc.creds)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("%s: %v, want an error with %q", tc.url, err, tc.want)
+		}
+	}
+}
+
+// waitUntil polls cond every 50 ms until it holds, or fails the test after d.
+func waitUntil(tb testing.TB, d time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -25,7 +25,7 @@ import (
 // route at /reports/{id}; no Redis (the routes exercised here do not touch it).
 func newServer(tb testing.TB, tokens ...string) (http.Handler, *prometheus.Registry) {
 	tb.Helper()
-	bucket, err := storage.OpenBucket(context.Background(), "mem://")
+	bucket, err := storage.OpenBucket(context.Background(), "mem://", storage.BlobCredentials{})
 	if err != nil {
 		tb.Fatal(err)
 	}
