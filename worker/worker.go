@@ -29,6 +29,18 @@ const (
 	HeartbeatTTL      = 10 * time.Second
 )
 
+// Pulse timing: besides its heartbeat, a worker pulses every PulseInterval, and its
+// pulse lives PulseTTL in Redis. A worker whose pulse has lapsed (three pulses missed
+// in a row) is dead for every process's Reaper, which requeues its tasks: a dead
+// worker's tasks run again within seconds in split mode too, where no supervisor
+// watches it. A live worker pulses every second, so only one stalled for more than
+// 3 s (Redis unreachable from it alone, the process frozen) can be taken for dead;
+// its tasks then run again elsewhere, which at-least-once delivery allows.
+const (
+	PulseInterval = time.Second
+	PulseTTL      = 4 * time.Second
+)
+
 // Config is what a worker process needs beyond its dependencies.
 type Config struct {
 	Concurrency     int
@@ -198,13 +210,17 @@ func (w *Worker) Start(ctx context.Context) error {
 	if err := w.beat(ctx); err != nil {
 		w.logger.WarnContext(ctx, "first heartbeat", "err", err)
 	}
+	if err := w.beats.Pulse(ctx, w.id, PulseTTL); err != nil {
+		w.logger.WarnContext(ctx, "first pulse", "err", err)
+	}
 	if err := w.srv.Start(route); err != nil {
 		return fmt.Errorf("start asynq server: %w", err)
 	}
 	w.started = true
 	ctx, w.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	w.wg.Add(2)
+	w.wg.Add(3)
 	go w.heartbeatLoop(ctx)
+	go w.pulseLoop(ctx)
 	go func() {
 		defer w.wg.Done()
 		w.watch.run(ctx)
@@ -262,6 +278,26 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 		case <-t.C:
 			if err := w.beat(ctx); err != nil && ctx.Err() == nil {
 				w.logger.WarnContext(ctx, "heartbeat", "err", err)
+			}
+		}
+	}
+}
+
+// pulseLoop keeps the worker's pulse alive (see PulseTTL) until ctx is done.
+func (w *Worker) pulseLoop(ctx context.Context) {
+	defer w.wg.Done()
+	t := time.NewTicker(PulseInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			pctx, cancel := context.WithTimeout(ctx, PulseInterval)
+			err := w.beats.Pulse(pctx, w.id, PulseTTL)
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				w.logger.DebugContext(ctx, "pulse", "err", err)
 			}
 		}
 	}
