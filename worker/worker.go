@@ -30,15 +30,16 @@ const (
 )
 
 // Pulse timing: besides its heartbeat, a worker pulses every PulseInterval, and its
-// pulse lives PulseTTL in Redis. A worker whose pulse has lapsed (three pulses missed
-// in a row) is dead for every process's Reaper, which requeues its tasks: a dead
-// worker's tasks run again within seconds in split mode too, where no supervisor
-// watches it. A live worker pulses every second, so only one stalled for more than
-// 3 s (Redis unreachable from it alone, the process frozen) can be taken for dead;
-// its tasks then run again elsewhere, which at-least-once delivery allows.
+// pulse lives PulseTTL in Redis. A worker whose pulse has lapsed (five pulses missed in
+// a row) is dead for every process's Reaper, which requeues its tasks: a dead worker's
+// tasks run again within seconds in split mode too, where no supervisor watches it.
+// Only a worker stalled for more than 2.5 s (Redis unreachable from it alone, the
+// process frozen) can be taken for dead while alive; its tasks then run again
+// elsewhere, which at-least-once delivery allows, and its outcome of a superseded
+// attempt is discarded (storage.ErrStaleAttempt).
 const (
-	PulseInterval = time.Second
-	PulseTTL      = 4 * time.Second
+	PulseInterval = 500 * time.Millisecond
+	PulseTTL      = 3 * time.Second
 )
 
 // Config is what a worker process needs beyond its dependencies.
