@@ -487,7 +487,7 @@ func (h *Host) runWorker(ctx context.Context, rs runSpec, getenv func(string) st
 	}
 	rp := newReaper(d, logger)
 	if recovered != nil {
-		}
+	}
 	if err := rp.Start(ctx); err != nil {
 		return err
 	}

@@ -294,7 +294,7 @@ func (w *Worker) pulseLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			pctx, cancel := context.WithTimeout(ctx, PulseInterval)
+			pctx, cancel := context.WithTimeout(ctx, time.Second)
 			err := w.beats.Pulse(pctx, w.id, PulseTTL)
 			cancel()
 			if err != nil && ctx.Err() == nil {
