@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 	"gocloud.dev/blob"
 
@@ -345,5 +346,25 @@ func TestRecoverPoisonTask(t *testing.T) {
 	}
 	if j, _ := jobs.Get(ctx, "c"); j.State != StateCompleted {
 		t.Errorf("completed record overwritten: %+v", j)
+	}
+}
+
+// TestParseSentinelURL: the sentinels, master name, database and credentials of a
+// redis-sentinel URL reach go-redis's failover options.
+func TestParseSentinelURL(t *testing.T) {
+	t.Parallel()
+	got, err := ParseSentinelURL("redis-sentinel://app:pw@10.0.0.1:26379,10.0.0.2:26380/mymaster/3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"app", "pw", "mymaster", "3", "10.0.0.1:26379 10.0.0.2:26380"}
+	have := []string{got.Username, got.Password, got.MasterName, strconv.Itoa(got.DB), strings.Join(got.SentinelAddrs, " ")}
+	if diff := cmp.Diff(want, have); diff != "" {
+		t.Errorf("options (-want +got):\n%s", diff)
+	}
+	for _, bad := range []string{"redis-sentinel://:pw@h:1", "redis-sentinel://:pw@h/m", "redis-sentinel://:pw@h:1/m/x", "redis-sentinel://:pw@h:1/m?x=1"} {
+		if _, err := ParseSentinelURL(bad); err == nil || strings.Contains(err.Error(), "pw") {
+			t.Errorf("ParseSentinelURL(%s) = %v, want an error without the password", bad, err)
+		}
 	}
 }
