@@ -32,6 +32,10 @@ type WorkerBeat struct {
 	Baseline      float64   `json:"baseline_per_window"`     // mean completions per window before it
 	RSS           int64     `json:"rss_bytes,omitempty"`     // resident memory
 	Recycle       string    `json:"recycle,omitempty"`       // why the worker is recycling itself
+	// Pulse says the worker also pulses (Heartbeats.Pulse), so a lapsed pulse means it
+	// is dead; a worker of an older version, which does not, is not taken for dead while
+	// its heartbeat record lives.
+	Pulse bool `json:"pulse,omitempty"`
 }
 
 // Heartbeats records and reads worker heartbeats: a sorted set of worker ids scored by

@@ -256,7 +256,7 @@ func (f *InFlight) ClaimDead(ctx context.Context, claimant string, claimFor time
 	}
 	var dead []string
 	for _, w := range workers {
-		n, err := claimScript.Run(ctx, f.rdb, []string{aliveKey(w), claimKey(w)}, claimFor.Milliseconds(), claimant).Int()
+		n, err := claimScript.Run(ctx, f.rdb, []string{aliveKey(w), claimKey(w), workerKey(w)}, claimFor.Milliseconds(), claimant).Int()
 		if err != nil {
 			return dead, fmt.Errorf("claim worker %s: %w", w, err)
 		}

@@ -372,7 +372,7 @@ func TestParseSentinelURL(t *testing.T) {
 }
 
 // TestClaimDead: of many reapers racing, exactly one claims each worker whose pulse
-// lapsed, none claims a pulsing worker, and a released claim lets a worker that died
+// lapsed, none claims a pulsing worker or one of a version that does not pulse, and a released claim lets a worker that died
 // again be claimed again.
 func TestClaimDead(t *testing.T) {
 	t.Parallel()
@@ -383,9 +383,14 @@ func TestClaimDead(t *testing.T) {
 	beats := NewHeartbeats(rdb)
 	inflight.Add(ctx, "alive", "a", "default")
 	inflight.Add(ctx, "dead", "d", "default")
+	inflight.Add(ctx, "old", "o", "default")
 	if err := beats.Pulse(ctx, "alive", time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	// A worker of a version that does not pulse, with a live heartbeat record; and a
+	// dead one of this version, whose record has not expired yet.
+	beats.Beat(ctx, WorkerBeat{ID: "old", BeatAt: time.Now()}, time.Minute)
+	beats.Beat(ctx, WorkerBeat{ID: "dead", BeatAt: time.Now(), Pulse: true}, time.Minute)
 	var mu sync.Mutex
 	var claims []string
 	var wg sync.WaitGroup

@@ -308,8 +308,8 @@ func (w *Worker) beat(ctx context.Context) error {
 	host, _ := os.Hostname()
 	b := storage.WorkerBeat{
 		ID: w.id, Host: host, PID: os.Getpid(), StartedAt: w.startedAt, BeatAt: time.Now(),
-		Concurrency: w.cfg.Concurrency,
-		Active:      w.active.Load(), Processed: w.processed.Load(), Failed: w.failed.Load(),
+		Concurrency: w.cfg.Concurrency, Pulse: true,
+		Active: w.active.Load(), Processed: w.processed.Load(), Failed: w.failed.Load(),
 	}
 	if ns := w.lastSuccess.Load(); ns != 0 {
 		b.LastSuccess = time.Unix(0, ns)
