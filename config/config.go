@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"net/url"
 	"regexp"
 	"slices"
@@ -179,7 +180,7 @@ func Settings() []Setting { return slices.Clone(settings) }
 var settings = []Setting{
 	{Name: "PORT", Default: "8080", Description: "HTTP port, on all interfaces (0 picks a free one).",
 		set: func(c *Config, v string) (err error) { c.Port, err = parsePort(v); return err }},
-	{Name: "REDIS_URL", Default: "", Secret: true, Description: "`redis://[user:pass@]host:port/db`, `rediss://` (TLS) or `unix:///path.sock`. Unset: an embedded in-memory Redis for trying shoestring out (nothing survives a restart).",
+	{Name: "REDIS_URL", Default: "", Secret: true, Description: "`redis://[user:pass@]host:port/db`, `rediss://` (TLS), `unix:///path.sock`, or `redis-sentinel://[:pass@]host:port[,host:port...]/mastername[/db]` (Redis Sentinel: the password is the master's, the sentinels are reached without one). Unset: an embedded in-memory Redis for trying shoestring out (nothing survives a restart).",
 		set: func(c *Config, v string) error { c.RedisURL = v; return checkRedisURL(v) }},
 	{Name: "REDIS_TLS_SKIP_VERIFY", Default: "false", Description: "Accept a `rediss://` certificate that does not verify (Heroku Redis is self-signed).",
 		set: func(c *Config, v string) (err error) { c.RedisTLSSkipVerify, err = strconv.ParseBool(v); return err }},
@@ -627,8 +628,38 @@ func checkRedisURL(v string) error {
 		if u.Path == "" {
 			return errors.New("needs a socket path, as in unix:///run/redis.sock")
 		}
+	case "redis-sentinel":
+		return checkSentinelURL(u)
 	default:
-		return fmt.Errorf("scheme %q is not one of redis, rediss, unix", u.Scheme)
+		return fmt.Errorf("scheme %q is not one of redis, rediss, unix, redis-sentinel", u.Scheme)
+	}
+	return nil
+}
+
+// checkSentinelURL checks redis-sentinel://[[user]:pass@]host:port[,host:port...]/master[/db]
+// (storage.ParseSentinelURL reads it).
+func checkSentinelURL(u *url.URL) error {
+	const form = "redis-sentinel://[:password@]host:port[,host:port...]/mastername[/db]"
+	if u.Host == "" {
+		return errors.New("needs at least one sentinel host:port, as in " + form)
+	}
+	for addr := range strings.SplitSeq(u.Host, ",") {
+		host, port, err := net.SplitHostPort(addr)
+		if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("sentinel address %q is not host:port (%s)", addr, form)
+		}
+	}
+	parts := strings.Split(strings.Trim(u.Path, "/"), "/")
+	if parts[0] == "" || len(parts) > 2 {
+		return errors.New("needs the master name, as in " + form)
+	}
+	if len(parts) == 2 {
+		if n, err := strconv.Atoi(parts[1]); err != nil || n < 0 {
+			return fmt.Errorf("database %q is not a number (%s)", parts[1], form)
+		}
+	}
+	if u.RawQuery != "" {
+		return errors.New("takes no query parameters (" + form + ")")
 	}
 	return nil
 }

@@ -267,3 +267,34 @@ func TestBlobURL(t *testing.T) {
 		})
 	}
 }
+
+// TestSentinelURL: REDIS_URL takes redis-sentinel://[:pass@]host:port[,...]/master[/db],
+// and a malformed one is a clear problem that never echoes the password.
+func TestSentinelURL(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		url, problem string
+	}{
+		{url: "redis-sentinel://10.0.0.1:26379/mymaster"},
+		{url: "redis-sentinel://:s3cret@10.0.0.1:26379,10.0.0.2:26379,sentinel-3:26379/mymaster/2"},
+		{url: "redis-sentinel://:s3cret@/mymaster", problem: "at least one sentinel"},
+		{url: "redis-sentinel://:s3cret@10.0.0.1/mymaster", problem: "is not host:port"},
+		{url: "redis-sentinel://:s3cret@10.0.0.1:26379,:1/mymaster", problem: "is not host:port"},
+		{url: "redis-sentinel://:s3cret@10.0.0.1:26379", problem: "master name"},
+		{url: "redis-sentinel://:s3cret@10.0.0.1:26379/m/x", problem: "not a number"},
+		{url: "redis-sentinel://:s3cret@10.0.0.1:26379/m/1/2", problem: "master name"},
+		{url: "redis-sentinel://:s3cret@10.0.0.1:26379/m?db=1", problem: "no query"},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			_, err := Load(env(map[string]string{"REDIS_URL": tc.url}))
+			switch {
+			case tc.problem == "" && err != nil:
+				t.Errorf("Load: %v", err)
+			case tc.problem != "" && (err == nil || !strings.Contains(err.Error(), "REDIS_URL:") || !strings.Contains(err.Error(), tc.problem)):
+				t.Errorf("Load = %v, want a REDIS_URL problem saying %q", err, tc.problem)
+			case err != nil && strings.Contains(err.Error(), "s3cret"):
+				t.Errorf("password echoed: %v", err)
+			}
+		})
+	}
+}

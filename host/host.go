@@ -64,7 +64,7 @@ type Host struct {
 type deps struct {
 	cfg    config.Config
 	logger *slog.Logger
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	bucket *blob.Bucket
 	jobs   *storage.Jobs
 	queue  *asynq.Client

@@ -176,10 +176,15 @@ func (h *Host) runWeb(ctx context.Context, rs runSpec, sv *worker.Supervision, c
 	telemetry.RegisterQueues(reg, inspector, slices.Collect(maps.Keys(cfg.Queues)), logger.With("component", "metrics"))
 	telemetry.RegisterHealth(reg, endpoints.Registry, cfg.HealthTimeout+time.Second)
 	var gatherer prometheus.Gatherer = reg
-	var recovered prometheus.Counter
+	recovered := telemetry.NewRecovered(reg)
+	rp := newReaper(d, logger)
+	rp.OnRecovered = func(n int) { recovered.Add(float64(n)) }
+	if err := rp.Start(ctx); err != nil {
+		return err
+	}
+	defer rp.Stop()
 	if sv != nil {
 		supervision := telemetry.NewSupervision(reg)
-		recovered = telemetry.NewRecovered(reg)
 		sv.OnRestart = supervision.Restarts.Inc
 		sv.OnRecovered = func(n int) { recovered.Add(float64(n)) }
 		sv.OnRecycle = func(reason string) { supervision.Recycles.WithLabelValues(reason).Inc() }
@@ -483,6 +488,13 @@ func (h *Host) runWorker(ctx context.Context, rs runSpec, getenv func(string) st
 		// Nobody else requeues what dead workers held.
 		recoverOrphans(ctx, storage.NewInFlight(d.rdb, d.jobs), logger, recovered)
 	}
+	rp := newReaper(d, logger)
+	if recovered != nil {
+	}
+	if err := rp.Start(ctx); err != nil {
+		return err
+	}
+	defer rp.Stop()
 	if err := w.Start(ctx); err != nil {
 		return err
 	}
@@ -505,4 +517,12 @@ func (h *Host) runWorker(ctx context.Context, rs runSpec, getenv func(string) st
 		logger.Error("parent process is gone; stopping")
 		return errors.New("parent process exited")
 	}
+}
+
+// newReaper returns the reaper of dead workers' tasks that every process runs (see
+// worker.Reaper), over the configured queues.
+func newReaper(d *deps, logger *slog.Logger) *worker.Reaper {
+	hostname, _ := os.Hostname()
+	return &worker.Reaper{InFlight: storage.NewInFlight(d.rdb, d.jobs), Queues: slices.Sorted(maps.Keys(d.cfg.Queues)),
+		ID: hostname + ":" + strconv.Itoa(os.Getpid()), Logger: logger.With("component", "reaper")}
 }

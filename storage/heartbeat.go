@@ -32,6 +32,10 @@ type WorkerBeat struct {
 	Baseline      float64   `json:"baseline_per_window"`     // mean completions per window before it
 	RSS           int64     `json:"rss_bytes,omitempty"`     // resident memory
 	Recycle       string    `json:"recycle,omitempty"`       // why the worker is recycling itself
+	// Pulse says the worker also pulses (Heartbeats.Pulse), so a lapsed pulse means it
+	// is dead; a worker of an older version, which does not, is not taken for dead while
+	// its heartbeat record lives.
+	Pulse bool `json:"pulse,omitempty"`
 }
 
 // Heartbeats records and reads worker heartbeats: a sorted set of worker ids scored by
@@ -75,10 +79,25 @@ func (h *Heartbeats) Beat(ctx context.Context, b WorkerBeat, ttl time.Duration) 
 	return nil
 }
 
-// Remove deletes a worker's heartbeat, as a worker does when it stops cleanly.
+func aliveKey(id string) string { return KeyPrefix + "worker:" + id + ":alive" }
+
+// Pulse records that worker id is alive for the next ttl, measured by Redis's clock
+// (so hosts' clocks may disagree). A worker pulses more often than it beats: a dead
+// worker's pulse lapses within seconds, and every process's reaper then requeues its
+// tasks (InFlight.ClaimDead).
+func (h *Heartbeats) Pulse(ctx context.Context, id string, ttl time.Duration) error {
+	if err := h.rdb.Set(ctx, aliveKey(id), "1", ttl).Err(); err != nil {
+		return fmt.Errorf("pulse: %w", err)
+	}
+	return nil
+}
+
+// Remove deletes a worker's heartbeat and pulse, as a worker does when it stops
+// cleanly.
 func (h *Heartbeats) Remove(ctx context.Context, id string) error {
 	_, err := h.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, workerKey(id))
+		p.Del(ctx, aliveKey(id))
 		p.ZRem(ctx, workersKey, id)
 		return nil
 	})

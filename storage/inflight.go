@@ -148,7 +148,7 @@ func (f *InFlight) Recover(ctx context.Context, worker, reason string) ([]Recove
 	if err != nil {
 		return nil, fmt.Errorf("read in-flight of %s: %w", worker, err)
 	}
-	out, err := f.requeue(ctx, tasks, reason)
+	out, err := f.requeue(ctx, tasks, reason, nil)
 	if err != nil {
 		return out, err
 	}
@@ -178,7 +178,7 @@ func (f *InFlight) RecoverQueues(ctx context.Context, queues []string, reason st
 			tasks[id] = q
 		}
 	}
-	return f.requeue(ctx, tasks, reason)
+	return f.requeue(ctx, tasks, reason, nil)
 }
 
 // Interruption limits. A task whose worker died is requeued first in line up to
@@ -193,17 +193,21 @@ const (
 )
 
 // requeue runs the recovery script for each task id -> queue; the script updates the
-// job record too, never overwriting a completed or failed one.
-func (f *InFlight) requeue(ctx context.Context, tasks map[string]string, reason string) ([]Recovered, error) {
+// job record too, never overwriting a completed or failed one. A task found in one of
+// the indexes (in-flight hashes) is left alone, in the same atomic step.
+func (f *InFlight) requeue(ctx context.Context, tasks map[string]string, reason string, indexes []string) ([]Recovered, error) {
 	var out []Recovered
 	now := time.Now().UTC().Format(time.RFC3339Nano)
 	ttl := int64(f.jobs.retention / time.Second)
 	for id, queue := range tasks {
 		q := "asynq:{" + queue + "}:"
-		keys := []string{q + "active", q + "lease", q + "pending", q + "t:" + id, q + "scheduled", q + "archived", jobKey(id)}
+		keys := append([]string{q + "active", q + "lease", q + "pending", q + "t:" + id, q + "scheduled", q + "archived", jobKey(id)}, indexes...)
 		state, err := recoverScript.Run(ctx, f.rdb, keys, id, reason, now, ttl, time.Now().Unix(), RequeueLimit, ArchiveLimit).Text()
 		if err != nil && err != redis.Nil {
 			return out, fmt.Errorf("requeue %s: %w", id, err)
+		}
+		if state == "indexed" {
+			continue
 		}
 		out = append(out, Recovered{ID: id, Queue: queue, State: state})
 	}
@@ -231,4 +235,99 @@ func (f *InFlight) Orphans(ctx context.Context) ([]string, error) {
 		}
 	}
 	return orphans, nil
+}
+
+//go:embed claim.lua
+var claimLua string
+
+var claimScript = redis.NewScript(claimLua)
+
+func claimKey(worker string) string { return KeyPrefix + "worker:" + worker + ":claim" }
+
+// ClaimDead returns the workers with an in-flight index whose pulse (Heartbeats.Pulse)
+// has lapsed, each claimed for claimant for claimFor: of any number of processes
+// calling it at once, exactly one gets each dead worker, and recovers it with Recover
+// then Release. A claim not released expires, so a reaper that dies mid-way delays a
+// recovery by claimFor, never loses it. One round trip, plus one per indexed worker.
+func (f *InFlight) ClaimDead(ctx context.Context, claimant string, claimFor time.Duration) ([]string, error) {
+	workers, err := f.rdb.SMembers(ctx, inflightWorkers).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read in-flight workers: %w", err)
+	}
+	var dead []string
+	for _, w := range workers {
+		n, err := claimScript.Run(ctx, f.rdb, []string{aliveKey(w), claimKey(w), workerKey(w)}, claimFor.Milliseconds(), claimant).Int()
+		if err != nil {
+			return dead, fmt.Errorf("claim worker %s: %w", w, err)
+		}
+		if n == 1 {
+			dead = append(dead, w)
+		}
+	}
+	return dead, nil
+}
+
+// Release drops the claim on worker taken by ClaimDead, once it is recovered.
+func (f *InFlight) Release(ctx context.Context, worker string) error {
+	if err := f.rdb.Del(ctx, claimKey(worker)).Err(); err != nil {
+		return fmt.Errorf("release claim on %s: %w", worker, err)
+	}
+	return nil
+}
+
+// Unindexed returns the tasks active in queues (id -> queue) that are in no worker's
+// in-flight index. asynq hands a task out (onto its active list and lease set) a moment
+// before the worker that fetched it indexes it (InFlight.Begin), and keeps it there a
+// moment after the worker unindexed it (End) and before asynq marks it done; a task
+// unindexed for longer than that is one whose worker died in between.
+func (f *InFlight) Unindexed(ctx context.Context, queues []string) (map[string]string, error) {
+	active := make(map[string]string)
+	for _, q := range queues {
+		ids, err := f.rdb.LRange(ctx, "asynq:{"+q+"}:active", 0, -1).Result()
+		if err != nil {
+			return nil, fmt.Errorf("read active tasks of %s: %w", q, err)
+		}
+		for _, id := range ids {
+			active[id] = q
+		}
+	}
+	if len(active) == 0 {
+		return nil, nil
+	}
+	workers, err := f.rdb.SMembers(ctx, inflightWorkers).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read in-flight workers: %w", err)
+	}
+	cmds := make([]*redis.StringSliceCmd, len(workers))
+	_, err = f.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, w := range workers {
+			cmds[i] = p.HKeys(ctx, inflightKey(w))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read in-flight indexes: %w", err)
+	}
+	for _, c := range cmds {
+		for _, id := range c.Val() {
+			delete(active, id)
+		}
+	}
+	return active, nil
+}
+
+// RequeueUnindexed requeues tasks (id -> queue), as Recover does, that are still
+// active and, at that very moment (one atomic step per task), in no worker's in-flight
+// index. Call it only with tasks Unindexed has returned for longer than a live worker
+// takes to index a task it fetched (seconds, not milliseconds).
+func (f *InFlight) RequeueUnindexed(ctx context.Context, tasks map[string]string, reason string) ([]Recovered, error) {
+	workers, err := f.rdb.SMembers(ctx, inflightWorkers).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read in-flight workers: %w", err)
+	}
+	indexes := make([]string, len(workers))
+	for i, w := range workers {
+		indexes[i] = inflightKey(w)
+	}
+	return f.requeue(ctx, tasks, reason, indexes)
 }

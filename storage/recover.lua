@@ -1,6 +1,8 @@
 -- Requeue one task of a dead worker, as asynq v0.26's rdb.Requeue does, and make its
 -- job record agree, in one step.
--- KEYS: asynq:{q}:active, :lease, :pending, :t:<id>, :scheduled, :archived, job hash.
+-- KEYS: asynq:{q}:active, :lease, :pending, :t:<id>, :scheduled, :archived, job hash,
+--       then any number of workers' in-flight indexes: a task in one of them belongs to
+--       that worker and is left alone ("indexed").
 -- ARGV: id, reason, now (RFC 3339), ttl seconds, now (unix seconds),
 --       requeue-at-once limit, archive limit.
 -- A task interrupted more than the first limit is scheduled with a growing delay (1 s,
@@ -9,6 +11,9 @@
 -- never written over when it already says completed or failed.
 -- Returns "pending", "scheduled" or "archived" for what was done, else the task's asynq
 -- state ("" when gone).
+for i = 8, #KEYS do
+  if redis.call("HEXISTS", KEYS[i], ARGV[1]) == 1 then return "indexed" end
+end
 local job = KEYS[7]
 local hasJob = redis.call("EXISTS", job) == 1
 local jstate = redis.call("HGET", job, "state")

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -43,9 +44,24 @@ const (
 
 // OpenRedis returns a client for rawURL: redis://[user:pass@]host:port/db, rediss://
 // (TLS; tlsSkipVerify accepts a certificate that does not verify, as Heroku's
-// self-signed ones need) or unix:///path.sock. It does not connect: the first command
-// does. The client is safe for concurrent use; close it when done.
-func OpenRedis(rawURL string, tlsSkipVerify bool) (*redis.Client, error) {
+// self-signed ones need), unix:///path.sock, or
+// redis-sentinel://[[user]:pass@]host:port[,host:port...]/master[/db] (a go-redis
+// failover client: it asks the sentinels for the master and follows a failover; the
+// password is the master's and its replicas', the sentinels are reached without one).
+// It does not connect: the first command does. The client is safe for concurrent use;
+// close it when done.
+func OpenRedis(rawURL string, tlsSkipVerify bool) (redis.UniversalClient, error) {
+	if strings.HasPrefix(rawURL, "redis-sentinel://") {
+		opts, err := ParseSentinelURL(rawURL)
+		if err != nil {
+			return nil, err
+		}
+		opts.DialTimeout = redisDialTimeout
+		opts.ReadTimeout = redisIOTimeout
+		opts.WriteTimeout = redisIOTimeout
+		opts.MaxRetries = 1
+		return redis.NewFailoverClient(opts), nil
+	}
 	opts, err := redis.ParseURL(rawURL)
 	if err != nil {
 		// go-redis errors may quote the URL; never echo the password.
@@ -59,6 +75,43 @@ func OpenRedis(rawURL string, tlsSkipVerify bool) (*redis.Client, error) {
 	opts.WriteTimeout = redisIOTimeout
 	opts.MaxRetries = 1
 	return redis.NewClient(opts), nil
+}
+
+// ParseSentinelURL parses redis-sentinel://[[user]:pass@]host:port[,host:port...]/master[/db]
+// into go-redis failover options (the form Sidekiq, Celery and Bull users know; go-redis's
+// own ParseFailoverURL takes redis://host?addr=...&master_name=... instead). Errors
+// never quote the password.
+func ParseSentinelURL(rawURL string) (*redis.FailoverOptions, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Scheme != "redis-sentinel" {
+		return nil, errors.New("parse REDIS_URL: not a redis-sentinel:// URL")
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, errors.New("parse REDIS_URL: a redis-sentinel URL takes no query or fragment")
+	}
+	opts := &redis.FailoverOptions{}
+	if u.User != nil {
+		opts.Username = u.User.Username()
+		opts.Password, _ = u.User.Password()
+	}
+	for addr := range strings.SplitSeq(u.Host, ",") {
+		host, port, err := net.SplitHostPort(addr)
+		if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("parse REDIS_URL: sentinel address %q is not host:port", addr)
+		}
+		opts.SentinelAddrs = append(opts.SentinelAddrs, addr)
+	}
+	parts := strings.Split(strings.Trim(u.Path, "/"), "/")
+	if parts[0] == "" || len(parts) > 2 {
+		return nil, errors.New("parse REDIS_URL: a redis-sentinel URL needs the master name, as in redis-sentinel://host:26379/mymaster[/db]")
+	}
+	opts.MasterName = parts[0]
+	if len(parts) == 2 {
+		if opts.DB, err = strconv.Atoi(parts[1]); err != nil || opts.DB < 0 {
+			return nil, fmt.Errorf("parse REDIS_URL: database %q is not a number", parts[1])
+		}
+	}
+	return opts, nil
 }
 
 func redactURL(raw string) string {

@@ -15,11 +15,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 	"gocloud.dev/blob"
 	"gocloud.dev/gcerrors"
@@ -461,5 +464,117 @@ func waitUntil(tb testing.TB, d time.Duration, what string, cond func() bool) {
 			tb.Fatalf("timed out after %v waiting for %s", d, what)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestParseSentinelURL: the sentinels, master name, database and credentials of a
+// redis-sentinel URL reach go-redis's failover options.
+func TestParseSentinelURL(t *testing.T) {
+	t.Parallel()
+	got, err := ParseSentinelURL("redis-sentinel://app:pw@10.0.0.1:26379,10.0.0.2:26380/mymaster/3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"app", "pw", "mymaster", "3", "10.0.0.1:26379 10.0.0.2:26380"}
+	have := []string{got.Username, got.Password, got.MasterName, strconv.Itoa(got.DB), strings.Join(got.SentinelAddrs, " ")}
+	if diff := cmp.Diff(want, have); diff != "" {
+		t.Errorf("options (-want +got):\n%s", diff)
+	}
+	for _, bad := range []string{"redis-sentinel://:pw@h:1", "redis-sentinel://:pw@h/m", "redis-sentinel://:pw@h:1/m/x", "redis-sentinel://:pw@h:1/m?x=1"} {
+		if _, err := ParseSentinelURL(bad); err == nil || strings.Contains(err.Error(), "pw") {
+			t.Errorf("ParseSentinelURL(%s) = %v, want an error without the password", bad, err)
+		}
+	}
+}
+
+// TestClaimDead: of many reapers racing, exactly one claims each worker whose pulse
+// lapsed, none claims a pulsing worker or one of a version that does not pulse, and a released claim lets a worker that died
+// again be claimed again.
+func TestClaimDead(t *testing.T) {
+	t.Parallel()
+	r := storagetest.StartRedis(t)
+	rdb := r.Client(t)
+	ctx := context.Background()
+	inflight := NewInFlight(rdb, NewJobs(rdb, time.Hour))
+	beats := NewHeartbeats(rdb)
+	inflight.Add(ctx, "alive", "a", "default")
+	inflight.Add(ctx, "dead", "d", "default")
+	inflight.Add(ctx, "old", "o", "default")
+	if err := beats.Pulse(ctx, "alive", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	// A worker of a version that does not pulse, with a live heartbeat record; and a
+	// dead one of this version, whose record has not expired yet.
+	beats.Beat(ctx, WorkerBeat{ID: "old", BeatAt: time.Now()}, time.Minute)
+	beats.Beat(ctx, WorkerBeat{ID: "dead", BeatAt: time.Now(), Pulse: true}, time.Minute)
+	var mu sync.Mutex
+	var claims []string
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			got, err := inflight.ClaimDead(ctx, "reaper"+strconv.Itoa(i), time.Minute)
+			if err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			claims = append(claims, got...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if diff := cmp.Diff([]string{"dead"}, claims); diff != "" {
+		t.Fatalf("claims (-want +got):\n%s", diff)
+	}
+	if err := inflight.Release(ctx, "dead"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := inflight.ClaimDead(ctx, "again", time.Minute); len(got) != 1 {
+		t.Errorf("after Release: claimed %v, want the dead worker again", got)
+	}
+}
+
+// TestRequeueUnindexed: Unindexed finds the active tasks no worker has indexed, and
+// RequeueUnindexed requeues one only if it is still unindexed at that moment.
+func TestRequeueUnindexed(t *testing.T) {
+	t.Parallel()
+	r := storagetest.StartRedis(t)
+	rdb := r.Client(t)
+	ctx := context.Background()
+	jobs := NewJobs(rdb, time.Hour)
+	inflight := NewInFlight(rdb, jobs)
+	for _, id := range []string{"orphan", "mine", "late"} {
+		jobs.Create(ctx, Job{ID: id, Type: "echo", Queue: "default", State: StatePending, CreatedAt: time.Now()})
+		rdb.LPush(ctx, "asynq:{default}:active", id)
+		rdb.ZAdd(ctx, "asynq:{default}:lease", redis.Z{Score: float64(time.Now().Add(30 * time.Second).Unix()), Member: id})
+		rdb.HSet(ctx, "asynq:{default}:t:"+id, "state", "active")
+	}
+	inflight.Add(ctx, "w1", "mine", "default")
+	got, err := inflight.Unindexed(ctx, []string{"default", "low"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]string{"orphan": "default", "late": "default"}, got); diff != "" {
+		t.Fatalf("Unindexed (-want +got):\n%s", diff)
+	}
+	// A live worker indexes "late" between the sweep and the requeue: it is left alone.
+	inflight.Add(ctx, "w2", "late", "default")
+	rec, err := inflight.RequeueUnindexed(ctx, got, "its worker died before recording it")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]Recovered{{ID: "orphan", Queue: "default", State: "pending"}}, rec); diff != "" {
+		t.Errorf("requeued (-want +got):\n%s", diff)
+	}
+	pending, _ := rdb.LRange(ctx, "asynq:{default}:pending", 0, -1).Result()
+	active, _ := rdb.LRange(ctx, "asynq:{default}:active", 0, -1).Result()
+	slices.Sort(active)
+	if diff := cmp.Diff([]string{"orphan"}, pending); diff != "" {
+		t.Errorf("pending (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"late", "mine"}, active); diff != "" {
+		t.Errorf("active (-want +got):\n%s", diff)
+	}
+	if j, _ := jobs.Get(ctx, "orphan"); j.State != StatePending || !strings.Contains(j.Error, "before recording it") {
+		t.Errorf("orphan record = %+v", j)
 	}
 }

@@ -29,6 +29,19 @@ const (
 	HeartbeatTTL      = 10 * time.Second
 )
 
+// Pulse timing: besides its heartbeat, a worker pulses every PulseInterval, and its
+// pulse lives PulseTTL in Redis. A worker whose pulse has lapsed (five pulses missed in
+// a row) is dead for every process's Reaper, which requeues its tasks: a dead worker's
+// tasks run again within seconds in split mode too, where no supervisor watches it.
+// Only a worker stalled for more than 2.5 s (Redis unreachable from it alone, the
+// process frozen) can be taken for dead while alive; its tasks then run again
+// elsewhere, which at-least-once delivery allows, and its outcome of a superseded
+// attempt is discarded (storage.ErrStaleAttempt).
+const (
+	PulseInterval = 500 * time.Millisecond
+	PulseTTL      = 3 * time.Second
+)
+
 // Config is what a worker process needs beyond its dependencies.
 type Config struct {
 	Concurrency int
@@ -210,6 +223,9 @@ func (w *Worker) Start(ctx context.Context) error {
 	if err := w.beat(ctx); err != nil {
 		w.logger.WarnContext(ctx, "first heartbeat", "err", err)
 	}
+	if err := w.beats.Pulse(ctx, w.id, PulseTTL); err != nil {
+		w.logger.WarnContext(ctx, "first pulse", "err", err)
+	}
 	for i, srv := range w.srvs {
 		if err := srv.Start(route); err != nil {
 			for _, started := range w.srvs[:i] {
@@ -220,8 +236,9 @@ func (w *Worker) Start(ctx context.Context) error {
 	}
 	w.started = true
 	ctx, w.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	w.wg.Add(2)
+	w.wg.Add(3)
 	go w.heartbeatLoop(ctx)
+	go w.pulseLoop(ctx)
 	go func() {
 		defer w.wg.Done()
 		w.watch.run(ctx)
@@ -288,12 +305,32 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 	}
 }
 
+// pulseLoop keeps the worker's pulse alive (see PulseTTL) until ctx is done.
+func (w *Worker) pulseLoop(ctx context.Context) {
+	defer w.wg.Done()
+	t := time.NewTicker(PulseInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			pctx, cancel := context.WithTimeout(ctx, time.Second)
+			err := w.beats.Pulse(pctx, w.id, PulseTTL)
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				w.logger.DebugContext(ctx, "pulse", "err", err)
+			}
+		}
+	}
+}
+
 func (w *Worker) beat(ctx context.Context) error {
 	host, _ := os.Hostname()
 	b := storage.WorkerBeat{
 		ID: w.id, Host: host, PID: os.Getpid(), StartedAt: w.startedAt, BeatAt: time.Now(),
-		Concurrency: w.cfg.Concurrency,
-		Active:      w.active.Load(), Processed: w.processed.Load(), Failed: w.failed.Load(),
+		Concurrency: w.cfg.Concurrency, Pulse: true,
+		Active: w.active.Load(), Processed: w.processed.Load(), Failed: w.failed.Load(),
 	}
 	if ns := w.lastSuccess.Load(); ns != 0 {
 		b.LastSuccess = time.Unix(0, ns)

@@ -70,6 +70,10 @@ type Redis struct {
 	logPath string
 	port    int
 
+	// args, when set, replaces the default command line after the port, bind, dir and
+	// logfile options (a sentinel's config file and --sentinel, a replica's --replicaof).
+	args func() []string
+
 	mu   sync.Mutex // held for the whole of Stop, Kill, Start and the cleanup
 	proc *process   // guarded by mu; nil while the server is stopped
 }
@@ -126,6 +130,13 @@ func findRedisServer() string {
 // executable file counts as "not installed".
 func start(tb testing.TB, bin string, requireReal, mustBeReal bool) *Redis {
 	tb.Helper()
+	return startArgs(tb, bin, requireReal, mustBeReal, nil)
+}
+
+// startArgs is start with the command line args gives (see Redis.args); nil: the
+// default one.
+func startArgs(tb testing.TB, bin string, requireReal, mustBeReal bool, args func(r *Redis) []string) *Redis {
+	tb.Helper()
 	path, err := exec.LookPath(bin)
 	if err != nil {
 		switch {
@@ -141,6 +152,9 @@ func start(tb testing.TB, bin string, requireReal, mustBeReal bool) *Redis {
 	// stopped before its dir is removed.
 	dir := tb.TempDir()
 	r := &Redis{bin: path, dir: dir, logPath: filepath.Join(dir, "redis.log")}
+	if args != nil {
+		r.args = func() []string { return args(r) }
+	}
 	tb.Cleanup(func() { r.cleanup(tb) })
 
 	r.mu.Lock()
@@ -352,16 +366,20 @@ func (r *Redis) launchLocked(deadline time.Time) error {
 	if err != nil {
 		return fmt.Errorf("open log: %w", err)
 	}
-	cmd := exec.Command(r.bin,
+	args := []string{"--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no"}
+	if r.args != nil {
+		args = r.args()
+	}
+	var first []string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "--") {
+		first, args = args[:1], args[1:] // a config file comes first
+	}
+	cmd := exec.Command(r.bin, append(append(first,
 		"--port", strconv.Itoa(r.port),
 		"--bind", "127.0.0.1",
 		"--dir", r.dir,
 		"--logfile", r.logPath,
-		"--appendonly", "yes",
-		"--appendfsync", "everysec",
-		"--save", "",
-		"--daemonize", "no",
-	)
+	), args...)...)
 	cmd.Dir = r.dir
 	// What redis-server prints before it opens its logfile (a bad option, say) lands in
 	// the same file; both writers append.
