@@ -490,6 +490,7 @@ func (h *Host) runWorker(ctx context.Context, rs runSpec, getenv func(string) st
 	}
 	rp := newReaper(d, logger)
 	if recovered != nil {
+		rp.OnRecovered = func(n int) { recovered.Add(float64(n)) }
 	}
 	if err := rp.Start(ctx); err != nil {
 		return err

@@ -58,7 +58,7 @@ func (f *InFlight) Remove(ctx context.Context, worker, id string) error {
 // indexed), or Redis's.
 func (f *InFlight) Begin(ctx context.Context, worker, id, typ, queue string, now time.Time) (int, error) {
 	keys := []string{jobKey(id)}
-	args := []any{typ, queue, now.UTC().Format(time.RFC3339Nano), int64(f.jobs.retention / time.Second)}
+	args := []any{typ, queue, now.UTC().Format(time.RFC3339Nano), int64(f.jobs.retention / time.Second), worker}
 	var start *redis.Cmd
 	run := func(p redis.Pipeliner) error {
 		start = startScript.EvalSha(ctx, p, keys, args...)
@@ -148,7 +148,7 @@ func (f *InFlight) Recover(ctx context.Context, worker, reason string) ([]Recove
 	if err != nil {
 		return nil, fmt.Errorf("read in-flight of %s: %w", worker, err)
 	}
-	out, err := f.requeue(ctx, tasks, reason, nil)
+	out, err := f.requeue(ctx, tasks, reason, nil, worker)
 	if err != nil {
 		return out, err
 	}
@@ -167,7 +167,7 @@ func (f *InFlight) Recover(ctx context.Context, worker, reason string) ([]Recove
 // when no worker is alive to be running them: a supervisor whose child was the only
 // worker, which closes the gap between asynq handing out a task and the worker
 // recording it in its index.
-func (f *InFlight) RecoverQueues(ctx context.Context, queues []string, reason string) ([]Recovered, error) {
+func (f *InFlight) RecoverQueues(ctx context.Context, queues []string, worker, reason string) ([]Recovered, error) {
 	tasks := make(map[string]string)
 	for _, q := range queues {
 		ids, err := f.rdb.LRange(ctx, "asynq:{"+q+"}:active", 0, -1).Result()
@@ -178,7 +178,7 @@ func (f *InFlight) RecoverQueues(ctx context.Context, queues []string, reason st
 			tasks[id] = q
 		}
 	}
-	return f.requeue(ctx, tasks, reason, nil)
+	return f.requeue(ctx, tasks, reason, nil, worker)
 }
 
 // Interruption limits. A task whose worker died is requeued first in line up to
@@ -195,19 +195,20 @@ const (
 // requeue runs the recovery script for each task id -> queue; the script updates the
 // job record too, never overwriting a completed or failed one. A task found in one of
 // the indexes (in-flight hashes) is left alone, in the same atomic step.
-func (f *InFlight) requeue(ctx context.Context, tasks map[string]string, reason string, indexes []string) ([]Recovered, error) {
+func (f *InFlight) requeue(ctx context.Context, tasks map[string]string, reason string, indexes []string, owner string) ([]Recovered, error) {
 	var out []Recovered
 	now := time.Now().UTC().Format(time.RFC3339Nano)
 	ttl := int64(f.jobs.retention / time.Second)
 	for id, queue := range tasks {
 		q := "asynq:{" + queue + "}:"
 		keys := append([]string{q + "active", q + "lease", q + "pending", q + "t:" + id, q + "scheduled", q + "archived", jobKey(id)}, indexes...)
-		state, err := recoverScript.Run(ctx, f.rdb, keys, id, reason, now, ttl, time.Now().Unix(), RequeueLimit, ArchiveLimit).Text()
+		state, err := recoverScript.Run(ctx, f.rdb, keys, id, reason, now, ttl, time.Now().Unix(), RequeueLimit, ArchiveLimit,
+			owner, KeyPrefix+"worker:", ":alive").Text()
 		if err != nil && err != redis.Nil {
 			return out, fmt.Errorf("requeue %s: %w", id, err)
 		}
-		if state == "indexed" {
-			continue
+		if state == "indexed" || state == "taken" {
+			continue // another worker runs it
 		}
 		out = append(out, Recovered{ID: id, Queue: queue, State: state})
 	}
@@ -329,5 +330,5 @@ func (f *InFlight) RequeueUnindexed(ctx context.Context, tasks map[string]string
 	for i, w := range workers {
 		indexes[i] = inflightKey(w)
 	}
-	return f.requeue(ctx, tasks, reason, indexes)
+	return f.requeue(ctx, tasks, reason, indexes, "")
 }

@@ -4,7 +4,14 @@
 --       then any number of workers' in-flight indexes: a task in one of them belongs to
 --       that worker and is left alone ("indexed").
 -- ARGV: id, reason, now (RFC 3339), ttl seconds, now (unix seconds),
---       requeue-at-once limit, archive limit.
+--       requeue-at-once limit, archive limit, the dead worker whose task this is ("" when
+--       unknown: an unindexed task), and the prefix and suffix of a worker's pulse key.
+-- A task whose current attempt another worker owns (the job record's "worker") and
+-- that worker still pulses is left alone ("taken"): a recovery replayed late, or of a
+-- worker declared dead after its task moved on, must not requeue a task someone else
+-- runs. A task whose record is final
+-- (completed or failed) is not run again: its stale active entry is removed ("done")
+-- or archived.
 -- A task interrupted more than the first limit is scheduled with a growing delay (1 s,
 -- 2 s, ... 5 min) instead of going first in line, so a task that kills its worker does
 -- not crash-loop it; past the second limit it is archived (failed). The job record is
@@ -18,6 +25,20 @@ local job = KEYS[7]
 local hasJob = redis.call("EXISTS", job) == 1
 local jstate = redis.call("HGET", job, "state")
 local final = jstate == "completed" or jstate == "failed"
+local owner = redis.call("HGET", job, "worker")
+if owner and owner ~= "" and owner ~= ARGV[8] and redis.call("EXISTS", ARGV[9] .. owner .. ARGV[10]) == 1 then
+  return "taken"
+end
+if final and redis.call("LREM", KEYS[1], 0, ARGV[1]) > 0 then
+  redis.call("ZREM", KEYS[2], ARGV[1])
+  if jstate == "completed" then
+    redis.call("DEL", KEYS[4])
+    return "done"
+  end
+  redis.call("ZADD", KEYS[6], tonumber(ARGV[5]), ARGV[1])
+  redis.call("HSET", KEYS[4], "state", "archived")
+  return "archived"
+end
 local function record(...)
   if hasJob and not final then
     redis.call("HSET", job, ...)

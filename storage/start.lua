@@ -1,4 +1,5 @@
--- KEYS[1] job hash; ARGV: type, queue, now (RFC 3339), ttl seconds.
+-- KEYS[1] job hash; ARGV: type, queue, now (RFC 3339), ttl seconds, worker id (the
+-- owner of this attempt, which recovery checks; "" for none).
 -- Returns the new attempt count, or -1 when the job already completed.
 local key = KEYS[1]
 if redis.call("HGET", key, "state") == "completed" then
@@ -8,6 +9,9 @@ redis.call("HSETNX", key, "type", ARGV[1])
 redis.call("HSETNX", key, "queue", ARGV[2])
 redis.call("HSETNX", key, "created_at", ARGV[3])
 redis.call("HSET", key, "state", "active", "error", "")
+if ARGV[5] and ARGV[5] ~= "" then
+  redis.call("HSET", key, "worker", ARGV[5])
+end
 local n = redis.call("HINCRBY", key, "attempts", 1)
 -- The timeline: one line per event, bounded so a crash-looping task cannot grow it.
 if redis.call("HSTRLEN", key, "events") < 8192 then

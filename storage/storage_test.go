@@ -578,3 +578,67 @@ func TestRequeueUnindexed(t *testing.T) {
 		t.Errorf("orphan record = %+v", j)
 	}
 }
+
+// TestRecoverLeavesOthersTasks: recovering a dead worker's index never requeues a task
+// whose current attempt a live worker owns (a late replay of the index, or a task that
+// moved on), and a task whose record is already completed is removed from asynq's
+// active list, not run again.
+func TestRecoverLeavesOthersTasks(t *testing.T) {
+	t.Parallel()
+	r := storagetest.StartRedis(t)
+	rdb := r.Client(t)
+	ctx := context.Background()
+	jobs := NewJobs(rdb, time.Hour)
+	inflight := NewInFlight(rdb, jobs)
+	active := func(id string) {
+		rdb.LPush(ctx, "asynq:{default}:active", id)
+		rdb.ZAdd(ctx, "asynq:{default}:lease", redis.Z{Score: float64(time.Now().Add(30 * time.Second).Unix()), Member: id})
+		rdb.HSet(ctx, "asynq:{default}:t:"+id, "state", "active")
+	}
+	for _, id := range []string{"moved", "done"} {
+		if err := jobs.Create(ctx, Job{ID: id, Type: "echo", Queue: "default", State: StatePending, CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		active(id)
+	}
+	// "moved": dead worker A indexed it, then live worker B took the next attempt.
+	if _, err := inflight.Begin(ctx, "A", "moved", "echo", "default", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inflight.Begin(ctx, "B", "moved", "echo", "default", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := NewHeartbeats(rdb).Pulse(ctx, "B", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// "done": A finished it, but asynq had not yet taken it off its active list.
+	if _, err := inflight.Begin(ctx, "A", "done", "echo", "default", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := jobs.Finish(ctx, "done", "default", 0, StateCompleted, []byte(`{}`), "", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	inflight.Add(ctx, "A", "done", "default") // as if End's removal were lost
+
+	rec, err := inflight.Recover(ctx, "A", "worker A died")
+	if err != nil {
+		t.Fatal(err)
+	}
+	states := map[string]string{}
+	for _, r := range rec {
+		states[r.ID] = r.State
+	}
+	if diff := cmp.Diff(map[string]string{"done": "done"}, states); diff != "" {
+		t.Errorf("recovered (-want +got):\n%s", diff)
+	}
+	ids, _ := rdb.LRange(ctx, "asynq:{default}:active", 0, -1).Result()
+	if diff := cmp.Diff([]string{"moved"}, ids); diff != "" {
+		t.Errorf("active list (-want +got):\n%s", diff)
+	}
+	if n, _ := rdb.LLen(ctx, "asynq:{default}:pending").Result(); n != 0 {
+		t.Errorf("%d tasks requeued, want none", n)
+	}
+	if j, _ := jobs.Get(ctx, "moved"); j.State != StateActive {
+		t.Errorf("record of the moved task = %+v", j)
+	}
+}

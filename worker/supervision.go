@@ -250,7 +250,7 @@ func (s *Supervision) recoverTasks(id, reason string) {
 	// alive, every task still active in the child's queues was the child's.
 	live, err := s.Beats.Live(ctx, time.Now().Add(-HeartbeatTTL))
 	if err == nil && !slices.ContainsFunc(live, func(b storage.WorkerBeat) bool { return b.ID != id }) {
-		more, err := s.InFlight.RecoverQueues(ctx, s.Queues, reason)
+		more, err := s.InFlight.RecoverQueues(ctx, s.Queues, id, reason)
 		if err != nil {
 			s.Logger.Error("requeue the dead worker's unindexed tasks", "err", err)
 		}
