@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/shoestring-go/shoestring/health"
 )
 
 // Dashboard sessions are stateless: the cookie holds a random session id and an expiry,
@@ -61,8 +63,8 @@ func (a *dashAuth) tokenMatches(given string) bool {
 
 // authenticate returns the request's session, from a Bearer token or a valid cookie.
 func (a *dashAuth) authenticate(r *http.Request) (session, bool) {
-	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
-		return session{}, a.tokenMatches(strings.TrimSpace(tok))
+	if tok := health.BearerToken(r); tok != "" {
+		return session{}, a.tokenMatches(tok)
 	}
 	c, err := r.Cookie(sessionCookie)
 	if err != nil {

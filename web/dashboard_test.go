@@ -135,6 +135,7 @@ func TestDashboardAuth(t *testing.T) {
 		{"client without credentials", nil, http.StatusUnauthorized, ""},
 		{"wrong bearer", []string{"Authorization", "Bearer nope", "Accept", "text/html"}, http.StatusUnauthorized, ""},
 		{"bearer", []string{"Authorization", "Bearer " + testAdminToken}, http.StatusOK, ""},
+		{"lowercase bearer", []string{"Authorization", "bearer " + testAdminToken}, http.StatusOK, ""},
 		{"forged cookie", []string{"Cookie", sessionCookie + "=abc.9999999999.forged"}, http.StatusUnauthorized, ""},
 	}
 	for _, tc := range tests {
