@@ -144,20 +144,11 @@ var errRecycled = errors.New("recycled on request (POST /admin/recycle); exiting
 // sv gave up on it.
 func (h *Host) runWeb(ctx context.Context, rs runSpec, sv *worker.Supervision, childMetrics string) error {
 	cfg, logger := rs.cfg, rs.logger
-	if cfg.RedisURL == "" {
-		return &usageError{"web needs REDIS_URL: the embedded Redis lives only in combined mode (serve)"}
-	}
-	d, closeDeps, err := h.open(ctx, rs)
+	d, tk, stop, err := h.start(ctx, rs, "web")
 	if err != nil {
 		return err
 	}
-	defer closeDeps()
-
-	tk := h.newTicker(d, rs.schedules)
-	if err := tk.Start(ctx); err != nil {
-		return err
-	}
-	defer tk.Stop()
+	defer stop()
 	sw := &sweeper{bucket: d.bucket, rdb: d.rdb, retention: cfg.JobRetention, logger: logger.With("component", "sweeper")}
 	if err := sw.Start(ctx); err != nil {
 		return err
@@ -425,24 +416,36 @@ func backlogFunc(ins *asynq.Inspector, queues map[string]int) health.BacklogFunc
 	}
 }
 
+// start is what the web tier and the worker both begin with: it refuses to run
+// without REDIS_URL (the embedded Redis lives in combined mode only), opens the
+// dependencies and starts the schedule ticker. stop stops the ticker and closes the
+// dependencies.
+func (h *Host) start(ctx context.Context, rs runSpec, mode string) (d *deps, tk *ticker, stop func(), err error) {
+	if rs.cfg.RedisURL == "" {
+		return nil, nil, nil, &usageError{mode + " needs REDIS_URL: the embedded Redis lives only in combined mode (serve)"}
+	}
+	d, closeDeps, err := h.open(ctx, rs)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	tk = h.newTicker(d, rs.schedules)
+	if err := tk.Start(ctx); err != nil {
+		closeDeps()
+		return nil, nil, nil, err
+	}
+	return d, tk, func() { tk.Stop(); closeDeps() }, nil
+}
+
 // runWorker is the worker alone: the combined-mode child, or a worker process of a
 // split deployment. It serves every registered kind.
 func (h *Host) runWorker(ctx context.Context, rs runSpec, getenv func(string) string) error {
 	cfg, logger := rs.cfg, rs.logger
-	if cfg.RedisURL == "" {
-		return &usageError{"worker needs REDIS_URL: the embedded Redis lives only in combined mode (serve)"}
-	}
-	d, closeDeps, err := h.open(ctx, rs)
+	// A deployment of only workers still ticks: every process enqueues the due ticks.
+	d, _, stop, err := h.start(ctx, rs, "worker")
 	if err != nil {
 		return err
 	}
-	defer closeDeps()
-	// A deployment of only workers still ticks: every process enqueues the due ticks.
-	tk := h.newTicker(d, rs.schedules)
-	if err := tk.Start(ctx); err != nil {
-		return err
-	}
-	defer tk.Stop()
+	defer stop()
 	if getenv("GOMEMLIMIT") == "" && cfg.WorkerMaxRSS == 0 {
 		// No limit given: a soft one a little above what image decodes may hold, so the
 		// heap does not grow to twice the live set (GOGC) on a small instance.
