@@ -237,8 +237,8 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.started = true
 	ctx, w.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	w.wg.Add(3)
-	go w.heartbeatLoop(ctx)
-	go w.pulseLoop(ctx)
+	go w.every(ctx, HeartbeatInterval, "heartbeat", slog.LevelWarn, w.beat)
+	go w.every(ctx, PulseInterval, "pulse", slog.LevelDebug, w.pulse)
 	go func() {
 		defer w.wg.Done()
 		w.watch.run(ctx)
@@ -289,40 +289,29 @@ func (w *Worker) Stop() {
 	})
 }
 
-func (w *Worker) heartbeatLoop(ctx context.Context) {
+// every calls fn every d until ctx is done; it runs in its own goroutine, counted in
+// w.wg. An error is logged at level unless ctx is done.
+func (w *Worker) every(ctx context.Context, d time.Duration, what string, level slog.Level, fn func(context.Context) error) {
 	defer w.wg.Done()
-	t := time.NewTicker(HeartbeatInterval)
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := w.beat(ctx); err != nil && ctx.Err() == nil {
-				w.logger.WarnContext(ctx, "heartbeat", "err", err)
+			if err := fn(ctx); err != nil && ctx.Err() == nil {
+				w.logger.Log(ctx, level, what, "err", err)
 			}
 		}
 	}
 }
 
-// pulseLoop keeps the worker's pulse alive (see PulseTTL) until ctx is done.
-func (w *Worker) pulseLoop(ctx context.Context) {
-	defer w.wg.Done()
-	t := time.NewTicker(PulseInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			pctx, cancel := context.WithTimeout(ctx, time.Second)
-			err := w.beats.Pulse(pctx, w.id, PulseTTL)
-			cancel()
-			if err != nil && ctx.Err() == nil {
-				w.logger.DebugContext(ctx, "pulse", "err", err)
-			}
-		}
-	}
+// pulse keeps the worker's pulse alive (see PulseTTL), each call bounded to 1 s.
+func (w *Worker) pulse(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	return w.beats.Pulse(ctx, w.id, PulseTTL)
 }
 
 func (w *Worker) beat(ctx context.Context) error {
