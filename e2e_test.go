@@ -561,7 +561,7 @@ func TestSigtermDrains(t *testing.T) {
 // job2 reads a job state straight from Redis, for when the instance is stopped.
 func (in *instance) job2(r *storagetest.Redis, id string) string {
 	in.t.Helper()
-	st, err := r.Client(in.t).HGet(context.Background(), "shoestring:job:"+id, "state").Result()
+	st, err := r.Client(in.t).HGet(context.Background(), "shoestring:{default}:job:"+id, "state").Result()
 	if err != nil {
 		in.t.Fatalf("job %s: %v", id, err)
 	}

@@ -56,14 +56,14 @@ func TestScheduleExactlyOnce(t *testing.T) {
 			}
 
 			rdb := r.Client(t)
-			jobs := storage.NewJobs(rdb, time.Hour)
-			keys, err := rdb.Keys(context.Background(), storage.KeyPrefix+"job:beat@*").Result()
+			jobs := storage.NewJobs(rdb, time.Hour, "default")
+			keys, err := rdb.Keys(context.Background(), storage.KeyPrefix+"{default}:job:beat@*").Result()
 			if err != nil {
 				t.Fatal(err)
 			}
 			var ticks []int64
 			for _, k := range keys {
-				id := strings.TrimPrefix(k, storage.KeyPrefix+"job:")
+				id := strings.TrimPrefix(k, storage.KeyPrefix+"{default}:job:")
 				n, _ := strconv.ParseInt(strings.TrimPrefix(id, "beat@"), 10, 64)
 				j, err := jobs.Get(context.Background(), id)
 				if err != nil {

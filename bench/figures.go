@@ -366,7 +366,7 @@ func (b *bench) prefill(ctx context.Context, n int) ([]string, time.Duration, er
 	if err := b.redis.flush(ctx); err != nil {
 		return nil, 0, err
 	}
-	jobs := storage.NewJobs(b.redis.client, b.cfg.JobRetention)
+	jobs := storage.NewJobs(b.redis.client, b.cfg.JobRetention, "default")
 	queue := asynq.NewClientFromRedisClient(b.redis.client)
 	ids := make([]string, n)
 	for i := range ids {
@@ -449,7 +449,7 @@ func (b *bench) waitDrained(ctx context.Context, n int, start time.Time, p *proc
 // checkCompleted reads up to 100 of the job records, evenly spread over ids, and
 // fails unless each says completed: the worker did shoestring's whole job.
 func (b *bench) checkCompleted(ctx context.Context, ids []string) error {
-	jobs := storage.NewJobs(b.redis.client, b.cfg.JobRetention)
+	jobs := storage.NewJobs(b.redis.client, b.cfg.JobRetention, "default")
 	step := max(1, len(ids)/100)
 	for i := 0; i < len(ids); i += step {
 		j, err := jobs.Get(ctx, ids[i])

@@ -316,10 +316,10 @@ func TestAcceptedWork(t *testing.T) {
 	}
 
 	// The same job again within unique_for: 409, and no second record.
-	before, _ := f.rdb.Keys(ctx, "shoestring:job:*").Result()
+	before, _ := f.rdb.Keys(ctx, "shoestring:{*}:job:*").Result()
 	resp, _ = apiPost(f.srv.URL+"/api/v1/jobs", `{"type":"echo","payload":{"message":"later"},"queue":"low","unique_for":"10m"}`)
 	resp.Body.Close()
-	after, _ := f.rdb.Keys(ctx, "shoestring:job:*").Result()
+	after, _ := f.rdb.Keys(ctx, "shoestring:{*}:job:*").Result()
 	if resp.StatusCode != http.StatusConflict || len(after) != len(before) {
 		t.Errorf("duplicate: %d, job records %d -> %d", resp.StatusCode, len(before), len(after))
 	}

@@ -267,7 +267,7 @@ func TestEnqueueErrors(t *testing.T) {
 	if _, err := a.Web.Enqueue(ctx, unregistered{}); !errors.Is(err, task.ErrUnknownType) {
 		t.Errorf("unregistered kind: %v", err)
 	}
-	keys, _ := r.Client(t).Keys(ctx, "shoestring:job:*").Result()
+	keys, _ := r.Client(t).Keys(ctx, "shoestring:{*}:job:*").Result()
 	if len(keys) != 0 {
 		t.Errorf("refused jobs left records: %v", keys)
 	}

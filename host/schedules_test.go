@@ -37,7 +37,7 @@ func TestCatchUpMissedTick(t *testing.T) {
 		h.Schedule("@every 1h", demo.Echo{Message: "hourly"}, host.ScheduleName("new"))
 	}, map[string]string{"REDIS_URL": r.URL(), "API_TOKEN": testToken, "DEMO_TASKS": "true"}, hosttest.Options{WebOnly: true})
 	tick := time.Now().Truncate(time.Hour).Unix()
-	jobs := storage.NewJobs(r.Client(t), time.Hour)
+	jobs := storage.NewJobs(r.Client(t), time.Hour, "default")
 	var j storage.Job
 	waitFor(t, 10*time.Second, func() bool {
 		var err error
@@ -79,23 +79,23 @@ func TestOverlap(t *testing.T) {
 		h.Schedule("@every 1s", demo.Echo{SleepMS: 2500}, host.ScheduleName("slow-run"), host.NoCatchUp())
 	}, map[string]string{"REDIS_URL": r.URL(), "DEMO_TASKS": "true"})
 	store := storage.NewSchedules(r.Client(t))
-	jobs := storage.NewJobs(r.Client(t), time.Hour)
+	jobs := storage.NewJobs(r.Client(t), time.Hour, "default")
 	waitFor(t, 10*time.Second, func() bool {
 		st, _ := store.Get(ctx, "slow-skip")
 		return strings.Contains(st.SkipReason, "is still")
 	})
-	keys, _ := r.Client(t).Keys(ctx, "shoestring:job:slow-run@*").Result()
+	keys, _ := r.Client(t).Keys(ctx, "shoestring:{default}:job:slow-run@*").Result()
 	waitFor(t, 10*time.Second, func() bool {
-		keys, _ = r.Client(t).Keys(ctx, "shoestring:job:slow-run@*").Result()
+		keys, _ = r.Client(t).Keys(ctx, "shoestring:{default}:job:slow-run@*").Result()
 		for _, k := range keys {
-			j, _ := jobs.Get(ctx, strings.TrimPrefix(k, "shoestring:job:"))
+			j, _ := jobs.Get(ctx, strings.TrimPrefix(k, "shoestring:{default}:job:"))
 			if strings.Contains(j.Note, "ran anyway") {
 				return true
 			}
 		}
 		return false
 	})
-	skipped, _ := r.Client(t).Keys(ctx, "shoestring:job:slow-skip@*").Result()
+	skipped, _ := r.Client(t).Keys(ctx, "shoestring:{default}:job:slow-skip@*").Result()
 	if len(skipped) >= len(keys) {
 		t.Errorf("skip_if_running made %d jobs, the other schedule %d", len(skipped), len(keys))
 	}

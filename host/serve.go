@@ -64,7 +64,7 @@ func (h *Host) open(ctx context.Context, rs runSpec) (*deps, func(), error) {
 		return nil, nil, err
 	}
 	d := &deps{cfg: cfg, logger: logger, rdb: rdb, bucket: bucket, kinds: rs.kinds, trial: rs.trial,
-		jobs: storage.NewJobs(rdb, cfg.JobRetention), queue: asynq.NewClientFromRedisClient(rdb)}
+		jobs: storage.NewJobs(rdb, cfg.JobRetention, slices.Sorted(maps.Keys(cfg.Queues))...), queue: asynq.NewClientFromRedisClient(rdb)}
 	// The accessors keep answering with d after it is closed: a handler still running
 	// then gets "client is closed" from Redis, never a nil client.
 	h.deps.Store(d)

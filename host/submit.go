@@ -137,7 +137,7 @@ func (h *Host) submitTo(ctx context.Context, d *deps, r task.Request) (storage.J
 		// A fresh context: the caller's may be what expired.
 		uctx, ucancel := context.WithTimeout(context.WithoutCancel(ctx), enqueueTimeout)
 		defer ucancel()
-		if derr := d.jobs.Undo(uctx, id); derr != nil {
+		if derr := d.jobs.Undo(uctx, queue, id); derr != nil {
 			d.logger.WarnContext(ctx, "undo job record", "job_id", id, "err", derr)
 		}
 		if errors.Is(err, asynq.ErrDuplicateTask) || errors.Is(err, asynq.ErrTaskIDConflict) {

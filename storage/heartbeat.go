@@ -51,7 +51,9 @@ func NewHeartbeats(rdb redis.UniversalClient) *Heartbeats { return &Heartbeats{r
 
 const workersKey = KeyPrefix + "workers"
 
-func workerKey(id string) string { return KeyPrefix + "worker:" + id }
+// workerKey is worker id's heartbeat record. A worker's own keys (record, pulse,
+// claim, recycle) share the hash tag {id}, so claim.lua reads them in one slot.
+func workerKey(id string) string { return KeyPrefix + "worker:{" + id + "}" }
 
 // NewWorkerID returns a fresh id for a worker process on host: host:pid:random. The
 // random part keeps ids unique where hosts and pids repeat (containers restart with the
@@ -66,7 +68,7 @@ func (h *Heartbeats) Beat(ctx context.Context, b WorkerBeat, ttl time.Duration) 
 	if err != nil {
 		return fmt.Errorf("encode heartbeat: %w", err)
 	}
-	_, err = h.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	_, err = h.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, workerKey(b.ID), data, ttl)
 		p.ZAdd(ctx, workersKey, redis.Z{Score: float64(b.BeatAt.UnixMilli()), Member: b.ID})
 		// Forget workers silent for 10 ttls, so the set stays small.
@@ -79,7 +81,7 @@ func (h *Heartbeats) Beat(ctx context.Context, b WorkerBeat, ttl time.Duration) 
 	return nil
 }
 
-func aliveKey(id string) string { return KeyPrefix + "worker:" + id + ":alive" }
+func aliveKey(id string) string { return workerKey(id) + ":alive" }
 
 // Pulse records that worker id is alive for the next ttl, measured by Redis's clock
 // (so hosts' clocks may disagree). A worker pulses more often than it beats: a dead
@@ -95,7 +97,7 @@ func (h *Heartbeats) Pulse(ctx context.Context, id string, ttl time.Duration) er
 // Remove deletes a worker's heartbeat and pulse, as a worker does when it stops
 // cleanly.
 func (h *Heartbeats) Remove(ctx context.Context, id string) error {
-	_, err := h.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := h.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, workerKey(id))
 		p.Del(ctx, aliveKey(id))
 		p.ZRem(ctx, workersKey, id)
@@ -107,7 +109,7 @@ func (h *Heartbeats) Remove(ctx context.Context, id string) error {
 	return nil
 }
 
-func recycledKey(id string) string { return KeyPrefix + "worker:" + id + ":recycled" }
+func recycledKey(id string) string { return workerKey(id) + ":recycled" }
 
 // MarkRecycled records that worker id is recycling itself for reason (a short word
 // such as "rss"), for its supervisor to read once it has exited, when its heartbeat is
@@ -148,7 +150,8 @@ func (h *Heartbeats) Get(ctx context.Context, id string) (WorkerBeat, bool, erro
 	return b, true, nil
 }
 
-// Live returns the heartbeats of workers that beat after since, in two round trips.
+// Live returns the heartbeats of workers that beat after since, in two round trips
+// (the second a pipeline of GETs: the records are in as many slots as workers).
 func (h *Heartbeats) Live(ctx context.Context, since time.Time) ([]WorkerBeat, error) {
 	ids, err := h.rdb.ZRangeByScore(ctx, workersKey, &redis.ZRangeBy{
 		Min: strconv.FormatInt(since.UnixMilli(), 10), Max: "+inf",
@@ -159,22 +162,24 @@ func (h *Heartbeats) Live(ctx context.Context, since time.Time) ([]WorkerBeat, e
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	keys := make([]string, len(ids))
-	for i, id := range ids {
-		keys[i] = workerKey(id)
-	}
-	vals, err := h.rdb.MGet(ctx, keys...).Result()
-	if err != nil {
+	cmds := make([]*redis.StringCmd, len(ids))
+	_, err = h.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.Get(ctx, workerKey(id))
+		}
+		return nil
+	})
+	if err != nil && err != redis.Nil {
 		return nil, fmt.Errorf("read workers: %w", err)
 	}
-	beats := make([]WorkerBeat, 0, len(vals))
-	for _, v := range vals {
-		s, ok := v.(string)
-		if !ok {
+	beats := make([]WorkerBeat, 0, len(cmds))
+	for _, c := range cmds {
+		data, err := c.Bytes()
+		if err != nil {
 			continue // expired between the two reads
 		}
 		var b WorkerBeat
-		if json.Unmarshal([]byte(s), &b) == nil {
+		if json.Unmarshal(data, &b) == nil {
 			beats = append(beats, b)
 		}
 	}

@@ -72,7 +72,8 @@ func (s *Jobs) List(ctx context.Context, f Filter, cursor string, limit int) (Pa
 		cmds := make([]*redis.SliceCmd, len(zs))
 		_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, z := range zs {
-				cmds[i] = p.HMGet(ctx, jobKey(z.Member.(string)), listFields...)
+				queue, id, _ := strings.Cut(z.Member.(string), ":")
+				cmds[i] = p.HMGet(ctx, jobKey(queue, id), listFields...)
 			}
 			return nil
 		})
@@ -80,10 +81,11 @@ func (s *Jobs) List(ctx context.Context, f Filter, cursor string, limit int) (Pa
 			return Page{}, fmt.Errorf("list jobs: %w", err)
 		}
 		for i, z := range zs {
-			id := z.Member.(string)
+			member := z.Member.(string)
+			_, id, _ := strings.Cut(member, ":")
 			page.Scanned++
-			maxScore, afterID = strconv.FormatInt(int64(z.Score), 10), id
-			page.Next = maxScore + "-" + id
+			maxScore, afterID = strconv.FormatInt(int64(z.Score), 10), member
+			page.Next = maxScore + "-" + member
 			vals := cmds[i].Val()
 			if len(vals) == 0 || vals[0] == nil {
 				continue // expired
@@ -105,12 +107,15 @@ func (s *Jobs) List(ctx context.Context, f Filter, cursor string, limit int) (Pa
 	return page, nil
 }
 
+// completedKey counts the completions of queue in one minute; in the queue's slot, so
+// finish.lua counts in the same step as it writes the record.
 func completedKey(queue string, minute int64) string {
-	return KeyPrefix + "stats:completed:" + queue + ":" + strconv.FormatInt(minute, 10)
+	return KeyPrefix + "{" + queue + "}:completed:" + strconv.FormatInt(minute, 10)
 }
 
 // Completions returns how many tasks of queue completed in each of the n minutes up to
-// and including now's, oldest first, in one round trip. The counters live two hours.
+// and including now's, oldest first, in one round trip (one MGET: the keys share the
+// queue's slot). The counters live two hours.
 func (s *Jobs) Completions(ctx context.Context, queue string, n int, now time.Time) ([]int64, error) {
 	last := now.Unix() / 60
 	keys := make([]string, n)
@@ -130,22 +135,23 @@ func (s *Jobs) Completions(ctx context.Context, queue string, n int, now time.Ti
 	return out, nil
 }
 
-// MarkRetried puts a failed job's record back to pending after an operator ran its
-// task again: the error and completion time are cleared, the timeline says so.
-func (s *Jobs) MarkRetried(ctx context.Context, id string, now time.Time) error {
-	return s.mark(ctx, id, "retried", now, "state", StatePending, "error", "", "completed_at", "")
+// MarkRetried puts a failed job's record (id in queue) back to pending after an
+// operator ran its task again: the error and completion time are cleared, the
+// timeline says so.
+func (s *Jobs) MarkRetried(ctx context.Context, queue, id string, now time.Time) error {
+	return s.mark(ctx, queue, id, "retried", now, "state", StatePending, "error", "", "completed_at", "")
 }
 
 // MarkCancelled records that an operator deleted a pending or scheduled job's task: the
 // record stays, failed with the error "cancelled", for the rest of its retention.
-func (s *Jobs) MarkCancelled(ctx context.Context, id string, now time.Time) error {
-	return s.mark(ctx, id, "cancelled", now, "state", StateFailed, "error", "cancelled",
+func (s *Jobs) MarkCancelled(ctx context.Context, queue, id string, now time.Time) error {
+	return s.mark(ctx, queue, id, "cancelled", now, "state", StateFailed, "error", "cancelled",
 		"completed_at", now.UTC().Format(time.RFC3339Nano))
 }
 
-func (s *Jobs) mark(ctx context.Context, id, event string, now time.Time, fields ...any) error {
+func (s *Jobs) mark(ctx context.Context, queue, id, event string, now time.Time, fields ...any) error {
 	args := append([]any{0, int64(s.retention / time.Second), event + " " + now.UTC().Format(time.RFC3339Nano) + " by an operator"}, fields...)
-	if err := finishScript.Run(ctx, s.rdb, []string{jobKey(id)}, args...).Err(); err != nil {
+	if err := finishScript.Run(ctx, s.rdb, []string{jobKey(queue, id)}, args...).Err(); err != nil {
 		return fmt.Errorf("update job %s: %w", id, err)
 	}
 	return nil

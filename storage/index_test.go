@@ -17,7 +17,7 @@ func TestJobIndexRetention(t *testing.T) {
 	t.Parallel()
 	r := storagetest.StartRedis(t)
 	rdb := r.Client(t)
-	jobs := NewJobs(rdb, time.Hour)
+	jobs := NewJobs(rdb, time.Hour, "default")
 	ctx := context.Background()
 	now := time.Now()
 	for id, age := range map[string]time.Duration{"old": 2 * time.Hour, "gone": time.Minute, "new": 0} {
@@ -29,12 +29,12 @@ func TestJobIndexRetention(t *testing.T) {
 	if err := jobs.Create(ctx, Job{ID: "newest", Type: "echo", Queue: "default", State: StatePending, CreatedAt: now.Add(time.Second)}); err != nil {
 		t.Fatal(err)
 	}
-	rdb.Del(ctx, jobKey("gone")) // expired
+	rdb.Del(ctx, jobKey("default", "gone")) // expired
 	ids, err := rdb.ZRange(ctx, indexKey, 0, -1).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{"gone", "new", "newest"}, ids); diff != "" {
+	if diff := cmp.Diff([]string{"default:gone", "default:new", "default:newest"}, ids); diff != "" {
 		t.Errorf("index (-want +got):\n%s", diff)
 	}
 	page, err := jobs.List(ctx, Filter{}, "", 10)
@@ -54,7 +54,7 @@ func TestJobIndexRetention(t *testing.T) {
 // script as the record; the timeline lists each step; a payload over the cap is cut.
 func TestCompletionsAndTimeline(t *testing.T) {
 	t.Parallel()
-	jobs := NewJobs(storagetest.StartRedis(t).Client(t), time.Hour)
+	jobs := NewJobs(storagetest.StartRedis(t).Client(t), time.Hour, "q")
 	ctx := context.Background()
 	now := time.Now()
 	big := []byte(`"` + strings.Repeat("x", MaxStoredPayload) + `"`)

@@ -10,8 +10,8 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// InFlight tracks which tasks each worker process is running (a hash per worker,
-// task id -> queue), so that when a worker dies its supervisor knows exactly which tasks
+// InFlight tracks which tasks each worker process is running (a hash per worker and
+// queue, task id -> queue, in the queue's slot), so that when a worker dies its supervisor knows exactly which tasks
 // to make runnable again, at once, instead of waiting for asynq's lease to expire and
 // its recoverer to sweep (30 s + up to 60 s, then the retry delay). Safe for
 // concurrent use.
@@ -26,7 +26,9 @@ func NewInFlight(rdb redis.UniversalClient, jobs *Jobs) *InFlight {
 	return &InFlight{rdb: rdb, jobs: jobs}
 }
 
-func inflightKey(worker string) string { return KeyPrefix + "worker:" + worker + ":tasks" }
+// inflightKey is worker's index of the tasks of queue it runs: tagged with the queue,
+// so recover.lua checks it in the same step as it moves asynq's task.
+func inflightKey(queue, worker string) string { return KeyPrefix + "{" + queue + "}:inflight:" + worker }
 
 // inflightWorkers is the set of workers that have had an in-flight index, so finding
 // the orphaned ones reads a set, not the whole keyspace.
@@ -35,7 +37,7 @@ const inflightWorkers = KeyPrefix + "workers:inflight"
 // Add records that worker is running task id from queue.
 func (f *InFlight) Add(ctx context.Context, worker, id, queue string) error {
 	_, err := f.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, inflightKey(worker), id, queue)
+		p.HSet(ctx, inflightKey(queue, worker), id, queue)
 		p.SAdd(ctx, inflightWorkers, worker)
 		return nil
 	})
@@ -45,9 +47,9 @@ func (f *InFlight) Add(ctx context.Context, worker, id, queue string) error {
 	return nil
 }
 
-// Remove records that worker is done with task id.
-func (f *InFlight) Remove(ctx context.Context, worker, id string) error {
-	if err := f.rdb.HDel(ctx, inflightKey(worker), id).Err(); err != nil {
+// Remove records that worker is done with task id of queue.
+func (f *InFlight) Remove(ctx context.Context, worker, id, queue string) error {
+	if err := f.rdb.HDel(ctx, inflightKey(queue, worker), id).Err(); err != nil {
 		return fmt.Errorf("clear in-flight %s: %w", id, err)
 	}
 	return nil
@@ -57,21 +59,14 @@ func (f *InFlight) Remove(ctx context.Context, worker, id string) error {
 // attempt and records that worker runs it. Errors: ErrCompleted (the task is then not
 // indexed), or Redis's.
 func (f *InFlight) Begin(ctx context.Context, worker, id, typ, queue string, now time.Time) (int, error) {
-	keys := []string{jobKey(id)}
+	keys := []string{jobKey(queue, id)}
 	args := []any{typ, queue, now.UTC().Format(time.RFC3339Nano), int64(f.jobs.retention / time.Second), worker}
 	var start *redis.Cmd
-	run := func(p redis.Pipeliner) error {
+	err := pipelineScript(ctx, f.rdb, startScript, func(p redis.Pipeliner) {
 		start = startScript.EvalSha(ctx, p, keys, args...)
-		p.HSet(ctx, inflightKey(worker), id, queue)
+		p.HSet(ctx, inflightKey(queue, worker), id, queue)
 		p.SAdd(ctx, inflightWorkers, worker)
-		return nil
-	}
-	_, err := f.rdb.Pipelined(ctx, run)
-	if isNoScript(start.Err()) {
-		if err = startScript.Load(ctx, f.rdb).Err(); err == nil {
-			_, err = f.rdb.Pipelined(ctx, run)
-		}
-	}
+	}, &start)
 	if err != nil {
 		return 0, fmt.Errorf("start job %s: %w", id, err)
 	}
@@ -80,7 +75,7 @@ func (f *InFlight) Begin(ctx context.Context, worker, id, typ, queue string, now
 		return 0, fmt.Errorf("start job %s: %w", id, err)
 	}
 	if n < 0 {
-		if err := f.Remove(ctx, worker, id); err != nil {
+		if err := f.Remove(ctx, worker, id, queue); err != nil {
 			return 0, err
 		}
 		return 0, ErrCompleted
@@ -94,17 +89,10 @@ func (f *InFlight) Begin(ctx context.Context, worker, id, typ, queue string, now
 func (f *InFlight) End(ctx context.Context, worker, id, queue string, attempt int, state string, result []byte, errMsg string, now time.Time) error {
 	keys, args := f.jobs.finishArgs(id, queue, attempt, state, result, errMsg, now)
 	var finish *redis.Cmd
-	run := func(p redis.Pipeliner) error {
+	err := pipelineScript(ctx, f.rdb, finishScript, func(p redis.Pipeliner) {
 		finish = finishScript.EvalSha(ctx, p, keys, args...)
-		p.HDel(ctx, inflightKey(worker), id)
-		return nil
-	}
-	_, err := f.rdb.Pipelined(ctx, run)
-	if isNoScript(finish.Err()) {
-		if err = finishScript.Load(ctx, f.rdb).Err(); err == nil {
-			_, err = f.rdb.Pipelined(ctx, run)
-		}
-	}
+		p.HDel(ctx, inflightKey(queue, worker), id)
+	}, &finish)
 	if err != nil {
 		return fmt.Errorf("update job %s: %w", id, err)
 	}
@@ -114,8 +102,22 @@ func (f *InFlight) End(ctx context.Context, worker, id, queue string, attempt in
 	return nil
 }
 
-// isNoScript reports a script missing from Redis's cache (after a restart or a
-// SCRIPT FLUSH): it is loaded and the pipeline sent again.
+// pipelineScript sends fill's commands in one pipeline (one round trip; one per node
+// on a cluster). *cmd is fill's EVALSHA of script: when Redis's script cache lacks it
+// (after a restart or a SCRIPT FLUSH), the script is loaded and the whole pipeline
+// sent again, so fill's other commands must be idempotent.
+func pipelineScript(ctx context.Context, rdb redis.UniversalClient, script *redis.Script, fill func(redis.Pipeliner), cmd **redis.Cmd) error {
+	run := func(p redis.Pipeliner) error { fill(p); return nil }
+	_, err := rdb.Pipelined(ctx, run)
+	if isNoScript((*cmd).Err()) {
+		if err = script.Load(ctx, rdb).Err(); err == nil {
+			_, err = rdb.Pipelined(ctx, run)
+		}
+	}
+	return err
+}
+
+// isNoScript reports a script missing from Redis's cache.
 func isNoScript(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") }
 
 //go:embed recover.lua
@@ -144,16 +146,30 @@ func (r Recovered) Requeued() bool { return r.State == "pending" || r.State == "
 // worker's index is removed. Call it only for a worker known to be dead: asynq's key
 // layout is that of v0.26 (internal/base).
 func (f *InFlight) Recover(ctx context.Context, worker, reason string) ([]Recovered, error) {
-	tasks, err := f.rdb.HGetAll(ctx, inflightKey(worker)).Result()
+	cmds := make([]*redis.MapStringStringCmd, len(f.jobs.queues))
+	_, err := f.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, q := range f.jobs.queues {
+			cmds[i] = p.HGetAll(ctx, inflightKey(q, worker))
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("read in-flight of %s: %w", worker, err)
 	}
-	out, err := f.requeue(ctx, tasks, reason, nil, worker)
+	tasks := make(map[string]string)
+	for i, c := range cmds {
+		for id := range c.Val() {
+			tasks[id] = f.jobs.queues[i]
+		}
+	}
+	out, err := f.requeue(ctx, tasks, reason, false, worker)
 	if err != nil {
 		return out, err
 	}
 	_, err = f.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, inflightKey(worker))
+		for _, q := range f.jobs.queues {
+			p.Del(ctx, inflightKey(q, worker))
+		}
 		p.SRem(ctx, inflightWorkers, worker)
 		return nil
 	})
@@ -178,7 +194,7 @@ func (f *InFlight) RecoverQueues(ctx context.Context, queues []string, worker, r
 			tasks[id] = q
 		}
 	}
-	return f.requeue(ctx, tasks, reason, nil, worker)
+	return f.requeue(ctx, tasks, reason, false, worker)
 }
 
 // Interruption limits. A task whose worker died is requeued first in line up to
@@ -192,18 +208,48 @@ const (
 	ArchiveLimit = 25
 )
 
-// requeue runs the recovery script for each task id -> queue; the script updates the
-// job record too, never overwriting a completed or failed one. A task found in one of
-// the indexes (in-flight hashes) is left alone, in the same atomic step.
-func (f *InFlight) requeue(ctx context.Context, tasks map[string]string, reason string, indexes []string, owner string) ([]Recovered, error) {
+// requeue runs the recovery script for each task id -> queue of the dead worker
+// ("" when unknown); the script updates the job record too, never overwriting a
+// completed or failed one. With indexed, a task found in any worker's in-flight index
+// of its queue is left alone, in the same atomic step.
+//
+// A task whose current attempt another worker owns (the record's "worker") that still
+// pulses is left alone too. The pulse is in that worker's slot, not the queue's, so it
+// is read first, and the script checks that the owner it was read for is still the
+// record's: a worker that started the task in between makes it "taken" as well.
+func (f *InFlight) requeue(ctx context.Context, tasks map[string]string, reason string, indexed bool, dead string) ([]Recovered, error) {
+	var workers []string
+	if indexed {
+		var err error
+		if workers, err = f.rdb.SMembers(ctx, inflightWorkers).Result(); err != nil {
+			return nil, fmt.Errorf("read in-flight workers: %w", err)
+		}
+	}
 	var out []Recovered
 	now := time.Now().UTC().Format(time.RFC3339Nano)
 	ttl := int64(f.jobs.retention / time.Second)
 	for id, queue := range tasks {
+		job := jobKey(queue, id)
+		owner, err := f.rdb.HGet(ctx, job, "worker").Result()
+		if err != nil && err != redis.Nil {
+			return out, fmt.Errorf("requeue %s: %w", id, err)
+		}
+		if owner != "" && owner != dead {
+			n, err := f.rdb.Exists(ctx, aliveKey(owner)).Result()
+			if err != nil {
+				return out, fmt.Errorf("requeue %s: %w", id, err)
+			}
+			if n == 1 {
+				continue // taken: a live worker runs this attempt
+			}
+		}
 		q := "asynq:{" + queue + "}:"
-		keys := append([]string{q + "active", q + "lease", q + "pending", q + "t:" + id, q + "scheduled", q + "archived", jobKey(id)}, indexes...)
+		keys := []string{q + "active", q + "lease", q + "pending", q + "t:" + id, q + "scheduled", q + "archived", job}
+		for _, w := range workers {
+			keys = append(keys, inflightKey(queue, w))
+		}
 		state, err := recoverScript.Run(ctx, f.rdb, keys, id, reason, now, ttl, time.Now().Unix(), RequeueLimit, ArchiveLimit,
-			owner, KeyPrefix+"worker:", ":alive").Text()
+			owner).Text()
 		if err != nil && err != redis.Nil {
 			return out, fmt.Errorf("requeue %s: %w", id, err)
 		}
@@ -243,7 +289,7 @@ var claimLua string
 
 var claimScript = redis.NewScript(claimLua)
 
-func claimKey(worker string) string { return KeyPrefix + "worker:" + worker + ":claim" }
+func claimKey(worker string) string { return workerKey(worker) + ":claim" }
 
 // ClaimDead returns the workers with an in-flight index whose pulse (Heartbeats.Pulse)
 // has lapsed, each claimed for claimant for claimFor: of any number of processes
@@ -299,10 +345,12 @@ func (f *InFlight) Unindexed(ctx context.Context, queues []string) (map[string]s
 	if err != nil {
 		return nil, fmt.Errorf("read in-flight workers: %w", err)
 	}
-	cmds := make([]*redis.StringSliceCmd, len(workers))
+	var cmds []*redis.StringSliceCmd
 	_, err = f.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, w := range workers {
-			cmds[i] = p.HKeys(ctx, inflightKey(w))
+		for _, w := range workers {
+			for _, q := range queues {
+				cmds = append(cmds, p.HKeys(ctx, inflightKey(q, w)))
+			}
 		}
 		return nil
 	})
@@ -322,13 +370,5 @@ func (f *InFlight) Unindexed(ctx context.Context, queues []string) (map[string]s
 // index. Call it only with tasks Unindexed has returned for longer than a live worker
 // takes to index a task it fetched (seconds, not milliseconds).
 func (f *InFlight) RequeueUnindexed(ctx context.Context, tasks map[string]string, reason string) ([]Recovered, error) {
-	workers, err := f.rdb.SMembers(ctx, inflightWorkers).Result()
-	if err != nil {
-		return nil, fmt.Errorf("read in-flight workers: %w", err)
-	}
-	indexes := make([]string, len(workers))
-	for i, w := range workers {
-		indexes[i] = inflightKey(w)
-	}
-	return f.requeue(ctx, tasks, reason, indexes, "")
+	return f.requeue(ctx, tasks, reason, true, "")
 }

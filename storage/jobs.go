@@ -78,29 +78,33 @@ type Event struct {
 // MaxStoredPayload bounds the payload bytes a job record keeps for the dashboard.
 const MaxStoredPayload = 64 << 10
 
-// Jobs stores job records in Redis, one hash per job at shoestring:job:{id}, with a
-// TTL of the retention renewed on every write. Safe for concurrent use; every method
-// is one round trip.
+// Jobs stores job records in Redis, one hash per job at shoestring:{queue}:job:<id>,
+// with a TTL of the retention renewed on every write. The hash tag is the job's queue,
+// as in asynq's own keys (asynq:{queue}:...): a job's record, its checkpoint, its
+// queue's in-flight indexes and its asynq task share one Redis Cluster slot, so one
+// script changes them together on a cluster too. Job ids are unique within a queue.
+// Safe for concurrent use; every method is one round trip.
 type Jobs struct {
 	rdb       redis.UniversalClient
 	retention time.Duration
+	queues    []string
 }
 
 // NewJobs returns a job store on rdb; records expire retention after their last change.
-func NewJobs(rdb redis.UniversalClient, retention time.Duration) *Jobs {
-	return &Jobs{rdb: rdb, retention: retention}
+// queues are those whose records Get finds (QUEUES' names); the worker's queues must be
+// among them for InFlight to recover its tasks.
+func NewJobs(rdb redis.UniversalClient, retention time.Duration, queues ...string) *Jobs {
+	return &Jobs{rdb: rdb, retention: retention, queues: queues}
 }
 
-func jobKey(id string) string { return KeyPrefix + "job:" + id }
-
-const recentKey = KeyPrefix + "jobs:recent"
+// jobKey is the record of job id in queue: tagged with the queue, as asynq's task is.
+func jobKey(queue, id string) string { return KeyPrefix + "{" + queue + "}:job:" + id }
 
 // indexKey is the dashboard's index of every job younger than the retention, scored by
-// creation time in unix ms.
-const indexKey = KeyPrefix + "jobs:index"
+// creation time in unix ms; members are "queue:id" (queue names have no ':').
+const indexKey = KeyPrefix + "jobs:created"
 
-// recentMax bounds the index of recent jobs kept for the dashboard.
-const recentMax = 1000
+func indexMember(queue, id string) string { return queue + ":" + id }
 
 //go:embed create.lua
 var createLua string
@@ -113,12 +117,13 @@ var ErrExists = errors.New("job exists")
 // NewJobID returns a random, URL-safe job id: 26 base32 characters, 130 bits.
 func NewJobID() string { return strings.ToLower(rand.Text()) }
 
-// Create writes a new record for j (state pending or scheduled, attempts 0) in one
-// round trip. It never touches an existing record: with j.ID taken it returns
-// ErrExists, so enqueueing a fixed id twice cannot reset a finished job.
+// Create writes a new record for j (state pending or scheduled, attempts 0) and adds
+// it to the dashboard's index, in one pipelined round trip. It never touches an
+// existing record: with j.ID taken in j.Queue it returns ErrExists, so enqueueing a
+// fixed id twice cannot reset a finished job.
 func (s *Jobs) Create(ctx context.Context, j Job) error {
-	args := []any{j.Type, j.Queue, j.State, j.CreatedAt.UTC().Format(time.RFC3339Nano), int64(s.retention / time.Second),
-		j.CreatedAt.UnixMilli(), j.ID, recentMax}
+	ttl := int64(s.retention / time.Second)
+	args := []any{j.Type, j.Queue, j.State, j.CreatedAt.UTC().Format(time.RFC3339Nano), ttl}
 	payload, truncated := j.Payload, false
 	if len(payload) > MaxStoredPayload {
 		payload, truncated = payload[:MaxStoredPayload], true
@@ -136,11 +141,21 @@ func (s *Jobs) Create(ctx context.Context, j Job) error {
 	if j.Note != "" {
 		args = append(args, "note", j.Note)
 	}
-	n, err := createScript.Run(ctx, s.rdb, []string{jobKey(j.ID), recentKey, indexKey}, args...).Int()
+	keys := []string{jobKey(j.Queue, j.ID)}
+	score := j.CreatedAt.UnixMilli()
+	var create *redis.Cmd
+	// The index is the dashboard's, not the record: it is written beside the script,
+	// in the same round trip (another slot on a cluster). NX: a taken id keeps its place.
+	err := pipelineScript(ctx, s.rdb, createScript, func(p redis.Pipeliner) {
+		create = createScript.EvalSha(ctx, p, keys, args...)
+		p.ZAddNX(ctx, indexKey, redis.Z{Score: float64(score), Member: indexMember(j.Queue, j.ID)})
+		p.ZRemRangeByScore(ctx, indexKey, "-inf", "("+strconv.FormatInt(score-ttl*1000, 10))
+		p.Expire(ctx, indexKey, s.retention)
+	}, &create)
 	if err != nil {
 		return fmt.Errorf("create job %s: %w", j.ID, err)
 	}
-	if n == 0 {
+	if n, _ := create.Int(); n == 0 {
 		return fmt.Errorf("create job %s: %w", j.ID, ErrExists)
 	}
 	return nil
@@ -153,20 +168,23 @@ var undoScript = redis.NewScript(undoLua)
 
 // Undo removes the record Create wrote when enqueueing its task failed, but only while
 // it is untouched (pending or scheduled, no attempt): a record a worker has written
-// to since belongs to a task that exists after all.
-func (s *Jobs) Undo(ctx context.Context, id string) error {
-	if err := undoScript.Run(ctx, s.rdb, []string{jobKey(id), recentKey, indexKey}, id).Err(); err != nil {
+// to since belongs to a task that exists after all. Two round trips when it removes.
+func (s *Jobs) Undo(ctx context.Context, queue, id string) error {
+	n, err := undoScript.Run(ctx, s.rdb, []string{jobKey(queue, id)}).Int()
+	if err == nil && n == 1 {
+		err = s.rdb.ZRem(ctx, indexKey, indexMember(queue, id)).Err()
+	}
+	if err != nil {
 		return fmt.Errorf("undo job %s: %w", id, err)
 	}
 	return nil
 }
 
 // Delete removes a record.
-func (s *Jobs) Delete(ctx context.Context, id string) error {
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, jobKey(id))
-		p.ZRem(ctx, recentKey, id)
-		p.ZRem(ctx, indexKey, id)
+func (s *Jobs) Delete(ctx context.Context, queue, id string) error {
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, jobKey(queue, id))
+		p.ZRem(ctx, indexKey, indexMember(queue, id))
 		return nil
 	})
 	if err != nil {
@@ -175,22 +193,48 @@ func (s *Jobs) Delete(ctx context.Context, id string) error {
 	return nil
 }
 
-// Get returns the record of id, or ErrNotFound.
+// Get returns the record of id, looked up in every queue the store was made with (in
+// that order, the first found wins) in one pipelined round trip, or ErrNotFound.
 func (s *Jobs) Get(ctx context.Context, id string) (Job, error) {
-	m, err := s.rdb.HGetAll(ctx, jobKey(id)).Result()
+	cmds := make([]*redis.MapStringStringCmd, len(s.queues))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, q := range s.queues {
+			cmds[i] = p.HGetAll(ctx, jobKey(q, id))
+		}
+		return nil
+	})
+	if err != nil {
+		return Job{}, fmt.Errorf("get job %s: %w", id, err)
+	}
+	for _, c := range cmds {
+		if m := c.Val(); len(m) > 0 {
+			return jobFrom(id, m), nil
+		}
+	}
+	return Job{}, ErrNotFound
+}
+
+// GetIn returns the record of id in queue, or ErrNotFound.
+func (s *Jobs) GetIn(ctx context.Context, queue, id string) (Job, error) {
+	m, err := s.rdb.HGetAll(ctx, jobKey(queue, id)).Result()
 	if err != nil {
 		return Job{}, fmt.Errorf("get job %s: %w", id, err)
 	}
 	if len(m) == 0 {
 		return Job{}, ErrNotFound
 	}
+	return jobFrom(id, m), nil
+}
+
+// jobFrom builds a whole Job, payload and timeline included, from its hash.
+func jobFrom(id string, m map[string]string) Job {
 	j := parseJob(id, m)
 	if p := m["payload"]; p != "" {
 		j.Payload = []byte(p)
 	}
 	j.PayloadTruncated = m["payload_truncated"] == "1"
 	j.Events = parseEvents(m["events"])
-	return j, nil
+	return j
 }
 
 // parseJob builds a Job from the fields of its hash (all but payload and events).
@@ -241,7 +285,7 @@ var startScript = redis.NewScript(startLua)
 // enqueued without one. It returns the attempt number (1 for the first run), or
 // ErrCompleted when the record already says completed, in which case nothing changes.
 func (s *Jobs) Start(ctx context.Context, id, typ, queue string, now time.Time) (int, error) {
-	n, err := startScript.Run(ctx, s.rdb, []string{jobKey(id)},
+	n, err := startScript.Run(ctx, s.rdb, []string{jobKey(queue, id)},
 		typ, queue, now.UTC().Format(time.RFC3339Nano), int64(s.retention/time.Second)).Int()
 	if err != nil {
 		return 0, fmt.Errorf("start job %s: %w", id, err)
@@ -252,9 +296,9 @@ func (s *Jobs) Start(ctx context.Context, id, typ, queue string, now time.Time) 
 	return n, nil
 }
 
-// SetProgress records done of total units.
-func (s *Jobs) SetProgress(ctx context.Context, id string, p Progress) error {
-	return s.set(ctx, id, "done", p.Done, "total", p.Total)
+// SetProgress records done of total units of job id in queue.
+func (s *Jobs) SetProgress(ctx context.Context, queue, id string, p Progress) error {
+	return s.set(ctx, queue, id, "done", p.Done, "total", p.Total)
 }
 
 //go:embed finish.lua
@@ -270,7 +314,7 @@ var ErrStaleAttempt = errors.New("a newer attempt owns the job record")
 // completed or failed (final; the completion time is set), or retry or pending (the
 // task goes round again). result is JSON or nil; errMsg is empty on success. A final
 // outcome also removes the job's checkpoint, and a completion in queue ("" for none)
-// counts in that queue's completions of the minute (see Completions), in the same
+// counts in the queue's completions of the minute (see Completions), in the same
 // script. Errors: ErrStaleAttempt, or Redis's.
 func (s *Jobs) Finish(ctx context.Context, id, queue string, attempt int, state string, result []byte, errMsg string, now time.Time) error {
 	keys, args := s.finishArgs(id, queue, attempt, state, result, errMsg, now)
@@ -292,26 +336,27 @@ func (s *Jobs) finishArgs(id, queue string, attempt int, state string, result []
 	if state == StateRetry || state == StateFailed {
 		event += " attempt " + strconv.Itoa(attempt)
 	}
-	keys := []string{jobKey(id)}
+	keys := []string{jobKey(queue, id)}
 	args := []any{attempt, int64(s.retention / time.Second), event, "state", state, "error", errMsg}
 	if result != nil {
 		args = append(args, "result", string(result))
 	}
 	if state == StateCompleted || state == StateFailed {
 		args = append(args, "completed_at", now.UTC().Format(time.RFC3339Nano))
-		keys = append(keys, CheckpointKey(id))
-		if state == StateCompleted && queue != "" {
+		keys = append(keys, CheckpointKey(queue, id))
+		if state == StateCompleted {
 			keys = append(keys, completedKey(queue, now.Unix()/60))
 		}
 	}
 	return keys, args
 }
 
-// CheckpointKey is where worker.Checkpoint keeps task id's progress.
-func CheckpointKey(id string) string { return KeyPrefix + "checkpoint:" + id }
+// CheckpointKey is where worker.Checkpoint keeps the progress of task id of queue; it
+// is in the queue's slot, beside the job record.
+func CheckpointKey(queue, id string) string { return KeyPrefix + "{" + queue + "}:checkpoint:" + id }
 
-func (s *Jobs) set(ctx context.Context, id string, args ...any) error {
-	key := jobKey(id)
+func (s *Jobs) set(ctx context.Context, queue, id string, args ...any) error {
+	key := jobKey(queue, id)
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, key, args...)
 		p.Expire(ctx, key, s.retention)
@@ -321,13 +366,4 @@ func (s *Jobs) set(ctx context.Context, id string, args ...any) error {
 		return fmt.Errorf("update job %s: %w", id, err)
 	}
 	return nil
-}
-
-// Recent returns the ids of up to n most recently created jobs, newest first.
-func (s *Jobs) Recent(ctx context.Context, n int64) ([]string, error) {
-	ids, err := s.rdb.ZRevRange(ctx, recentKey, 0, n-1).Result()
-	if err != nil {
-		return nil, fmt.Errorf("recent jobs: %w", err)
-	}
-	return ids, nil
 }

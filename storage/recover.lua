@@ -1,15 +1,16 @@
 -- Requeue one task of a dead worker, as asynq v0.26's rdb.Requeue does, and make its
 -- job record agree, in one step.
+-- Every key is in the queue's Redis Cluster slot (hash tag {q}).
 -- KEYS: asynq:{q}:active, :lease, :pending, :t:<id>, :scheduled, :archived, job hash,
---       then any number of workers' in-flight indexes: a task in one of them belongs to
---       that worker and is left alone ("indexed").
+--       then any number of workers' in-flight indexes of q: a task in one of them
+--       belongs to that worker and is left alone ("indexed").
 -- ARGV: id, reason, now (RFC 3339), ttl seconds, now (unix seconds),
---       requeue-at-once limit, archive limit, the dead worker whose task this is ("" when
---       unknown: an unindexed task), and the prefix and suffix of a worker's pulse key.
--- A task whose current attempt another worker owns (the job record's "worker") and
--- that worker still pulses is left alone ("taken"): a recovery replayed late, or of a
--- worker declared dead after its task moved on, must not requeue a task someone else
--- runs. A task whose record is final
+--       requeue-at-once limit, archive limit, and the owner of the task's attempt (the
+--       job record's "worker") as the caller read it, having found that owner dead (its
+--       pulse lapsed) or the dead worker itself.
+-- A record whose owner is not that one any more ("taken") was started by another
+-- worker since: a recovery replayed late, or of a worker declared dead after its task
+-- moved on, must not requeue a task someone else runs. A task whose record is final
 -- (completed or failed) is not run again: its stale active entry is removed ("done")
 -- or archived.
 -- A task interrupted more than the first limit is scheduled with a growing delay (1 s,
@@ -25,8 +26,7 @@ local job = KEYS[7]
 local hasJob = redis.call("EXISTS", job) == 1
 local jstate = redis.call("HGET", job, "state")
 local final = jstate == "completed" or jstate == "failed"
-local owner = redis.call("HGET", job, "worker")
-if owner and owner ~= "" and owner ~= ARGV[8] and redis.call("EXISTS", ARGV[9] .. owner .. ARGV[10]) == 1 then
+if (redis.call("HGET", job, "worker") or "") ~= ARGV[8] then
   return "taken"
 end
 if final and redis.call("LREM", KEYS[1], 0, ARGV[1]) > 0 then

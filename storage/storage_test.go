@@ -33,7 +33,7 @@ import (
 func TestJobsLifecycle(t *testing.T) {
 	t.Parallel()
 	r := storagetest.StartRedis(t)
-	jobs := NewJobs(r.Client(t), time.Hour)
+	jobs := NewJobs(r.Client(t), time.Hour, "default", "low")
 	ctx := context.Background()
 	created := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
@@ -49,7 +49,7 @@ func TestJobsLifecycle(t *testing.T) {
 			t.Fatalf("Start #%d = %d, %v", want, n, err)
 		}
 	}
-	if err := jobs.SetProgress(ctx, "j1", Progress{Done: 2, Total: 5}); err != nil {
+	if err := jobs.SetProgress(ctx, "default", "j1", Progress{Done: 2, Total: 5}); err != nil {
 		t.Fatal(err)
 	}
 	if err := jobs.Finish(ctx, "j1", "default", 2, StateRetry, nil, "boom", time.Now()); err != nil {
@@ -76,15 +76,17 @@ func TestJobsLifecycle(t *testing.T) {
 	if j2, _ := jobs.Get(ctx, "j1"); j2.Attempts != 2 || j2.State != StateCompleted {
 		t.Errorf("a refused Start changed the record: %+v", j2)
 	}
-	ids, err := jobs.Recent(ctx, 10)
-	if err != nil || len(ids) != 1 || ids[0] != "j1" {
-		t.Errorf("Recent = %v, %v", ids, err)
+	if p, err := jobs.List(ctx, Filter{}, "", 10); err != nil || len(p.Jobs) != 1 || p.Jobs[0].ID != "j1" {
+		t.Errorf("List = %+v, %v", p, err)
 	}
-	if err := jobs.Delete(ctx, "j1"); err != nil {
+	if err := jobs.Delete(ctx, "default", "j1"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := jobs.Get(ctx, "j1"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("after Delete: %v", err)
+	}
+	if p, _ := jobs.List(ctx, Filter{}, "", 10); len(p.Jobs) != 0 {
+		t.Errorf("List after Delete: %+v", p)
 	}
 
 	// A task enqueued without a record (by another producer) gets one on Start.
@@ -289,7 +291,7 @@ func TestRecoverPoisonTask(t *testing.T) {
 	r := storagetest.StartRedis(t)
 	rdb := r.Client(t)
 	ctx := context.Background()
-	jobs := NewJobs(rdb, time.Hour)
+	jobs := NewJobs(rdb, time.Hour, "default")
 	inflight := NewInFlight(rdb, jobs)
 	jobs.Create(ctx, Job{ID: "p", Type: "echo", Queue: "default", State: StatePending, CreatedAt: time.Now()})
 	die := func() string {
@@ -495,7 +497,7 @@ func TestClaimDead(t *testing.T) {
 	r := storagetest.StartRedis(t)
 	rdb := r.Client(t)
 	ctx := context.Background()
-	inflight := NewInFlight(rdb, NewJobs(rdb, time.Hour))
+	inflight := NewInFlight(rdb, NewJobs(rdb, time.Hour, "default"))
 	beats := NewHeartbeats(rdb)
 	inflight.Add(ctx, "alive", "a", "default")
 	inflight.Add(ctx, "dead", "d", "default")
@@ -540,7 +542,7 @@ func TestRequeueUnindexed(t *testing.T) {
 	r := storagetest.StartRedis(t)
 	rdb := r.Client(t)
 	ctx := context.Background()
-	jobs := NewJobs(rdb, time.Hour)
+	jobs := NewJobs(rdb, time.Hour, "default")
 	inflight := NewInFlight(rdb, jobs)
 	for _, id := range []string{"orphan", "mine", "late"} {
 		jobs.Create(ctx, Job{ID: id, Type: "echo", Queue: "default", State: StatePending, CreatedAt: time.Now()})
@@ -588,7 +590,7 @@ func TestRecoverLeavesOthersTasks(t *testing.T) {
 	r := storagetest.StartRedis(t)
 	rdb := r.Client(t)
 	ctx := context.Background()
-	jobs := NewJobs(rdb, time.Hour)
+	jobs := NewJobs(rdb, time.Hour, "default")
 	inflight := NewInFlight(rdb, jobs)
 	active := func(id string) {
 		rdb.LPush(ctx, "asynq:{default}:active", id)

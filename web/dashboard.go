@@ -558,7 +558,7 @@ func (db *dashboard) retry(w http.ResponseWriter, r *http.Request) (string, erro
 	if err := db.d.QueueAdmin.RunTask(job.Queue, job.ID); err != nil {
 		return "", fmt.Errorf("run the task again: %w", err)
 	}
-	if err := db.d.Jobs.MarkRetried(r.Context(), job.ID, time.Now()); err != nil {
+	if err := db.d.Jobs.MarkRetried(r.Context(), job.Queue, job.ID, time.Now()); err != nil {
 		return "", err
 	}
 	return "Retry requested: the task is back in its queue (the live part below shows how it goes).", nil
@@ -577,7 +577,7 @@ func (db *dashboard) cancel(w http.ResponseWriter, r *http.Request) (string, err
 	if err := db.d.QueueAdmin.DeleteTask(job.Queue, job.ID); err != nil {
 		return "", fmt.Errorf("delete the task: %w", err)
 	}
-	if err := db.d.Jobs.MarkCancelled(r.Context(), job.ID, time.Now()); err != nil {
+	if err := db.d.Jobs.MarkCancelled(r.Context(), job.Queue, job.ID, time.Now()); err != nil {
 		return "", err
 	}
 	return "Job cancelled: its task is deleted; the record says failed, \"cancelled\".", nil

@@ -35,7 +35,7 @@ type dashFixture struct {
 func newDashFixture(tb testing.TB, r *storagetest.Redis, withAdmin bool) *dashFixture {
 	tb.Helper()
 	rdb := r.Client(tb)
-	jobs := storage.NewJobs(rdb, 24*time.Hour)
+	jobs := storage.NewJobs(rdb, 24*time.Hour, "critical", "default", "low")
 	ins := asynq.NewInspectorFromRedisClient(rdb)
 	reg := health.NewRegistry(health.Options{Timeout: time.Second, Cache: 2 * time.Second})
 	reg.Register(health.Check{Name: "self", Checker: health.SelfCheck(time.Now())})
@@ -217,7 +217,7 @@ func TestDashboardPages(t *testing.T) {
 	if err := f.jobs.Create(ctx, storage.Job{ID: "job-running", Type: "batch:count", Queue: "default", State: storage.StatePending, CreatedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.jobs.SetProgress(ctx, "job-running", storage.Progress{Done: 3, Total: 12}); err != nil {
+	if err := f.jobs.SetProgress(ctx, "default", "job-running", storage.Progress{Done: 3, Total: 12}); err != nil {
 		t.Fatal(err)
 	}
 	running := readBody(t, f.do(t, "GET", "/dashboard/jobs/job-running", nil, auth...))

@@ -19,18 +19,17 @@ import (
 // A Checkpoint belongs to one running task; it is not safe for concurrent use by
 // several goroutines of that task.
 type Checkpoint struct {
-	rdb  redis.UniversalClient
-	jobs *storage.Jobs
-	id   string
-	ttl  time.Duration
+	rdb   redis.UniversalClient
+	jobs  *storage.Jobs
+	id    string
+	queue string
+	ttl   time.Duration
 }
-
-func checkpointKey(id string) string { return storage.CheckpointKey(id) }
 
 // Load decodes the last saved state into v (a pointer, as for json.Unmarshal). It
 // reports false, leaving v alone, when nothing was saved yet.
 func (c *Checkpoint) Load(ctx context.Context, v any) (bool, error) {
-	data, err := c.rdb.Get(ctx, checkpointKey(c.id)).Bytes()
+	data, err := c.rdb.Get(ctx, storage.CheckpointKey(c.queue, c.id)).Bytes()
 	if err == redis.Nil {
 		return false, nil
 	}
@@ -50,7 +49,7 @@ func (c *Checkpoint) Save(ctx context.Context, v any) error {
 	if err != nil {
 		return fmt.Errorf("encode checkpoint %s: %w", c.id, err)
 	}
-	if err := c.rdb.Set(ctx, checkpointKey(c.id), data, c.ttl).Err(); err != nil {
+	if err := c.rdb.Set(ctx, storage.CheckpointKey(c.queue, c.id), data, c.ttl).Err(); err != nil {
 		return fmt.Errorf("save checkpoint %s: %w", c.id, err)
 	}
 	return nil
@@ -59,5 +58,5 @@ func (c *Checkpoint) Save(ctx context.Context, v any) error {
 // Progress records that done of total units are finished; GET /api/v1/jobs/{id}
 // reports it as progress {done, total}.
 func (c *Checkpoint) Progress(ctx context.Context, done, total int64) error {
-	return c.jobs.SetProgress(ctx, c.id, storage.Progress{Done: done, Total: total})
+	return c.jobs.SetProgress(ctx, c.queue, c.id, storage.Progress{Done: done, Total: total})
 }

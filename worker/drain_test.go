@@ -57,7 +57,7 @@ func BenchmarkDrainAsynq(b *testing.B) {
 func drainFixture(b *testing.B) (rdbT *redis.Client, client *asynq.Client, jobs *storage.Jobs) {
 	r := storagetest.StartRedis(b)
 	rdb := r.Client(b)
-	return rdb, asynq.NewClientFromRedisClient(rdb), storage.NewJobs(rdb, time.Hour)
+	return rdb, asynq.NewClientFromRedisClient(rdb), storage.NewJobs(rdb, time.Hour, "default")
 }
 
 func fill(b *testing.B, client *asynq.Client, jobs *storage.Jobs, n int) {

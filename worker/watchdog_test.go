@@ -34,7 +34,7 @@ func startWatched(tb testing.TB, wd WatchdogConfig, handlers map[string]Handler)
 		tb.Fatal(err)
 	}
 	tb.Cleanup(w.Stop)
-	return &fixture{rdb: rdb, jobs: storage.NewJobs(rdb, time.Hour), client: asynq.NewClientFromRedisClient(rdb), w: w}, recycled
+	return &fixture{rdb: rdb, jobs: storage.NewJobs(rdb, time.Hour, "default"), client: asynq.NewClientFromRedisClient(rdb), w: w}, recycled
 }
 
 func waitRecycle(tb testing.TB, ch chan string, d time.Duration) string {

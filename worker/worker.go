@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -151,7 +153,7 @@ func New(cfg Config, rdb redis.UniversalClient, logger *slog.Logger) *Worker {
 	if cfg.ID == "" {
 		cfg.ID = storage.NewWorkerID(host, os.Getpid())
 	}
-	jobs := storage.NewJobs(rdb, cfg.Retention)
+	jobs := storage.NewJobs(rdb, cfg.Retention, slices.Sorted(maps.Keys(cfg.Queues))...)
 	w := &Worker{
 		cfg:      cfg,
 		rdb:      rdb,
@@ -367,7 +369,7 @@ func (w *Worker) wrap(h Handler) asynq.Handler {
 		defer w.active.Add(-1)
 		delivery := id + "#" + strconv.Itoa(attempt)
 		w.watch.begin(ctx, delivery, id)
-		cp := &Checkpoint{rdb: w.rdb, jobs: w.jobs, id: id, ttl: w.cfg.Retention}
+		cp := &Checkpoint{rdb: w.rdb, jobs: w.jobs, id: id, queue: queue, ttl: w.cfg.Retention}
 		t := &Task{ID: id, Type: at.Type(), Queue: queue, Payload: at.Payload(), Attempt: attempt, Checkpoint: cp}
 		t.Retried, _ = asynq.GetRetryCount(ctx)
 		t.MaxRetry, _ = asynq.GetMaxRetry(ctx)

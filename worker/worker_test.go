@@ -47,7 +47,7 @@ func startWorkerWith(tb testing.TB, m Metrics) *fixture {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(w.Stop)
-	return &fixture{rdb: rdb, jobs: storage.NewJobs(rdb, time.Hour), client: asynq.NewClientFromRedisClient(rdb), w: w}
+	return &fixture{rdb: rdb, jobs: storage.NewJobs(rdb, time.Hour, "default"), client: asynq.NewClientFromRedisClient(rdb), w: w}
 }
 
 func (f *fixture) enqueue(tb testing.TB, id, typ string, payload any, opts ...asynq.Option) {
@@ -350,7 +350,7 @@ func TestFetchers(t *testing.T) {
 	if err := w.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{rdb: rdb, jobs: storage.NewJobs(rdb, time.Hour), client: asynq.NewClientFromRedisClient(rdb), w: w}
+	f := &fixture{rdb: rdb, jobs: storage.NewJobs(rdb, time.Hour, "default"), client: asynq.NewClientFromRedisClient(rdb), w: w}
 	for i := range 30 {
 		f.enqueue(t, "f"+strconv.Itoa(i), kindEcho, echoArgs{Message: "m", SleepMS: 20})
 	}

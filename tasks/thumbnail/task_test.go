@@ -81,14 +81,14 @@ func TestThumbnailResumesFromCheckpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	cp, _ := json.Marshal(map[string]any{"next": 1, "thumbnails": []thumbnail.Thumb{done}})
-	if err := rdb.Set(ctx, storage.KeyPrefix+"checkpoint:"+id, cp, time.Hour).Err(); err != nil {
+	if err := rdb.Set(ctx, storage.CheckpointKey("default", id), cp, time.Hour).Err(); err != nil {
 		t.Fatal(err)
 	}
 
 	if _, err := a.Web.Enqueue(ctx, thumbnail.Args{Key: key, Sizes: []int{20, 10}}, host.JobID(id)); err != nil {
 		t.Fatal(err)
 	}
-	j := wait(t, storage.NewJobs(rdb, time.Hour), id)
+	j := wait(t, storage.NewJobs(rdb, time.Hour, "default"), id)
 	if j.State != storage.StateCompleted || j.Progress != (storage.Progress{Done: 2, Total: 2}) {
 		t.Fatalf("job = %+v", j)
 	}
@@ -111,7 +111,7 @@ func TestThumbnailResumesFromCheckpoint(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "image/jpeg" {
 		t.Errorf("GET %s: %d %s", res.Thumbnails[1].URL, resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
-	if n, _ := rdb.Exists(ctx, storage.KeyPrefix+"checkpoint:"+id).Result(); n != 0 {
+	if n, _ := rdb.Exists(ctx, storage.CheckpointKey("default", id)).Result(); n != 0 {
 		t.Errorf("checkpoint not removed after completion")
 	}
 }
@@ -130,7 +130,7 @@ func TestUndecodableFailsOnce(t *testing.T) {
 	if _, err := a.Web.Enqueue(ctx, thumbnail.Args{Key: key, Sizes: []int{10}}, host.JobID("trunc"), host.MaxRetry(5)); err != nil {
 		t.Fatal(err)
 	}
-	j := wait(t, storage.NewJobs(r.Client(t), time.Hour), "trunc")
+	j := wait(t, storage.NewJobs(r.Client(t), time.Hour, "default"), "trunc")
 	if j.State != storage.StateFailed || j.Attempts != 1 || j.Error == "" {
 		t.Fatalf("job = %+v", j)
 	}
