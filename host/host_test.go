@@ -283,6 +283,24 @@ func TestEnqueueErrors(t *testing.T) {
 	if err != nil || ti.State != asynq.TaskStateScheduled || ti.MaxRetry != 1 || string(ti.Payload) != `{"name":"x"}` {
 		t.Errorf("task = %+v, %v", ti, err)
 	}
+
+	// A fresh id's record goes with its task (storage.WithRecord); when asynq refuses
+	// the task (UniqueFor), the record is undone.
+	first, err := a.Web.Enqueue(ctx, greet{Name: "once"}, host.UniqueFor(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j, err := a.Web.Job(ctx, first); err != nil || j.State != "pending" {
+		t.Errorf("record of a fresh id: %+v, %v", j, err)
+	}
+	before, _ := r.Client(t).Keys(ctx, "shoestring:{*}:job:*").Result()
+	if _, err := a.Web.Enqueue(ctx, greet{Name: "once"}, host.UniqueFor(time.Minute)); !errors.Is(err, task.ErrDuplicate) {
+		t.Errorf("unique task again: %v", err)
+	}
+	after, _ := r.Client(t).Keys(ctx, "shoestring:{*}:job:*").Result()
+	if len(after) != len(before) {
+		t.Errorf("a refused unique task left its record: %d records, were %d", len(after), len(before))
+	}
 }
 
 type unregistered struct{}

@@ -46,6 +46,7 @@ func (h *Host) open(ctx context.Context, rs runSpec) (*deps, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	rdb.AddHook(storage.RecordHook(rdb)) // a job's record and task in one round trip
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	if err := rdb.Ping(pctx).Err(); err != nil {

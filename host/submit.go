@@ -127,23 +127,36 @@ func (h *Host) submitTo(ctx context.Context, d *deps, r task.Request) (storage.J
 	if !r.Tick.IsZero() {
 		job.Tick = &r.Tick
 	}
-	if err := d.jobs.Create(ctx, job); errors.Is(err, storage.ErrExists) {
+	ectx, rec := ctx, (*storage.Record)(nil)
+	if r.ID == "" {
+		// A fresh id: the record rides in front of the task, in its round trip.
+		ectx, rec = d.jobs.WithRecord(ctx, job)
+	} else if err := d.jobs.Create(ctx, job); errors.Is(err, storage.ErrExists) {
 		return storage.Job{}, fmt.Errorf("%w: job %s exists", task.ErrDuplicate, id)
 	} else if err != nil {
 		return storage.Job{}, fmt.Errorf("%w: %v", task.ErrUnavailable, err)
 	}
 	aopts = append(aopts, asynq.TaskID(id), asynq.Queue(queue))
-	if _, err := d.queue.EnqueueContext(ctx, asynq.NewTask(r.Kind, payload), aopts...); err != nil {
-		// A fresh context: the caller's may be what expired.
-		uctx, ucancel := context.WithTimeout(context.WithoutCancel(ctx), enqueueTimeout)
-		defer ucancel()
-		if derr := d.jobs.Undo(uctx, queue, id); derr != nil {
-			d.logger.WarnContext(ctx, "undo job record", "job_id", id, "err", derr)
+	if _, err := d.queue.EnqueueContext(ectx, asynq.NewTask(r.Kind, payload), aopts...); err != nil {
+		if rec == nil || rec.Err() == nil {
+			// A fresh context: the caller's may be what expired.
+			uctx, ucancel := context.WithTimeout(context.WithoutCancel(ctx), enqueueTimeout)
+			defer ucancel()
+			if derr := d.jobs.Undo(uctx, queue, id); derr != nil {
+				d.logger.WarnContext(ctx, "undo job record", "job_id", id, "err", derr)
+			}
 		}
 		if errors.Is(err, asynq.ErrDuplicateTask) || errors.Is(err, asynq.ErrTaskIDConflict) {
 			return storage.Job{}, fmt.Errorf("%w (unique_for or job id)", task.ErrDuplicate)
 		}
 		return storage.Job{}, fmt.Errorf("%w: enqueue %s: %v", task.ErrUnavailable, r.Kind, err)
+	}
+	if rec != nil && rec.Err() != nil {
+		// The task is queued without its record (no script call carried it, or writing
+		// it failed): write it now. A worker that started the task first wrote one.
+		if err := d.jobs.Create(ctx, job); err != nil && !errors.Is(err, storage.ErrExists) {
+			d.logger.WarnContext(ctx, "job record", "job_id", id, "err", err)
+		}
 	}
 	d.logger.InfoContext(ctx, "job enqueued", "job_id", id, "task_type", r.Kind, "queue", queue)
 	return job, nil

@@ -122,8 +122,24 @@ func NewJobID() string { return strings.ToLower(rand.Text()) }
 // existing record: with j.ID taken in j.Queue it returns ErrExists, so enqueueing a
 // fixed id twice cannot reset a finished job.
 func (s *Jobs) Create(ctx context.Context, j Job) error {
-	ttl := int64(s.retention / time.Second)
-	args := []any{j.Type, j.Queue, j.State, j.CreatedAt.UTC().Format(time.RFC3339Nano), ttl}
+	keys, args := s.createArgs(j)
+	var create *redis.Cmd
+	err := pipelineScript(ctx, s.rdb, createScript, func(p redis.Pipeliner) {
+		create = createScript.EvalSha(ctx, p, keys, args...)
+		s.index(ctx, p, j)
+	}, &create)
+	if err != nil {
+		return fmt.Errorf("create job %s: %w", j.ID, err)
+	}
+	if n, _ := create.Int(); n == 0 {
+		return fmt.Errorf("create job %s: %w", j.ID, ErrExists)
+	}
+	return nil
+}
+
+// createArgs are the keys and arguments of create.lua for j.
+func (s *Jobs) createArgs(j Job) ([]string, []any) {
+	args := []any{j.Type, j.Queue, j.State, j.CreatedAt.UTC().Format(time.RFC3339Nano), int64(s.retention / time.Second)}
 	payload, truncated := j.Payload, false
 	if len(payload) > MaxStoredPayload {
 		payload, truncated = payload[:MaxStoredPayload], true
@@ -141,24 +157,17 @@ func (s *Jobs) Create(ctx context.Context, j Job) error {
 	if j.Note != "" {
 		args = append(args, "note", j.Note)
 	}
-	keys := []string{jobKey(j.Queue, j.ID)}
+	return []string{jobKey(j.Queue, j.ID)}, args
+}
+
+// index adds j to the dashboard's index and trims what is past the retention. The
+// index is the dashboard's, not the record: it is written beside create.lua, in the
+// same round trip (another slot on a cluster). NX: a taken id keeps its place.
+func (s *Jobs) index(ctx context.Context, p redis.Pipeliner, j Job) {
 	score := j.CreatedAt.UnixMilli()
-	var create *redis.Cmd
-	// The index is the dashboard's, not the record: it is written beside the script,
-	// in the same round trip (another slot on a cluster). NX: a taken id keeps its place.
-	err := pipelineScript(ctx, s.rdb, createScript, func(p redis.Pipeliner) {
-		create = createScript.EvalSha(ctx, p, keys, args...)
-		p.ZAddNX(ctx, indexKey, redis.Z{Score: float64(score), Member: indexMember(j.Queue, j.ID)})
-		p.ZRemRangeByScore(ctx, indexKey, "-inf", "("+strconv.FormatInt(score-ttl*1000, 10))
-		p.Expire(ctx, indexKey, s.retention)
-	}, &create)
-	if err != nil {
-		return fmt.Errorf("create job %s: %w", j.ID, err)
-	}
-	if n, _ := create.Int(); n == 0 {
-		return fmt.Errorf("create job %s: %w", j.ID, ErrExists)
-	}
-	return nil
+	p.ZAddNX(ctx, indexKey, redis.Z{Score: float64(score), Member: indexMember(j.Queue, j.ID)})
+	p.ZRemRangeByScore(ctx, indexKey, "-inf", "("+strconv.FormatInt(score-s.retention.Milliseconds(), 10))
+	p.Expire(ctx, indexKey, s.retention)
 }
 
 //go:embed undo.lua

@@ -1,0 +1,102 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// One round trip per enqueue. asynq's Client.Enqueue sends one Lua script (EVALSHA,
+// or EVAL after a NOSCRIPT) that writes the task. A job's record must exist before
+// its task can be fetched, so writing it first costs a round trip of its own: half
+// the enqueue rate. Instead the record rides in front of asynq's script, in the same
+// pipeline: Redis runs a connection's commands in order, so the record is written
+// before the task is visible to any worker. Both keys carry the queue's hash tag, so
+// on a cluster they go to one node in that order too.
+//
+// It works through a go-redis hook (RecordHook) that asynq's client never sees: the
+// record waits in the context given to asynq.Client.EnqueueContext, which asynq
+// passes down to the script call (asynq v0.26: Client.EnqueueContext -> RDB.Enqueue
+// or Schedule and their unique variants -> Script.Run). When a future asynq stops
+// doing so, the hook does not fire, Record.Err says ErrRecordNotSent, and the caller
+// writes the record after the fact (see Record).
+
+// ErrRecordNotSent is Record.Err when no script call carried the record: enqueue
+// failed before sending its script, or the hook is not installed on the client.
+var ErrRecordNotSent = errors.New("job record not sent with the enqueue")
+
+// Record is a job record waiting to be written in front of an enqueue's script. It
+// belongs to one enqueue; it is not safe for concurrent use.
+type Record struct {
+	jobs   *Jobs
+	job    Job
+	sent   bool
+	create *redis.Cmd
+}
+
+type recordKey struct{}
+
+// WithRecord returns ctx carrying j's record, to pass to the enqueue of j's task
+// (asynq.Client.EnqueueContext on a client with RecordHook installed): the record is
+// written as Create writes it, in the same round trip as the task. j.ID must be fresh
+// (NewJobID): the task is sent whatever the record finds, so a taken id would enqueue
+// a second task for it; enqueue a chosen id with Create, then asynq.
+func (s *Jobs) WithRecord(ctx context.Context, j Job) (context.Context, *Record) {
+	r := &Record{jobs: s, job: j}
+	return context.WithValue(ctx, recordKey{}, r), r
+}
+
+// Err is the outcome of writing the record, once the enqueue has returned: nil when
+// it was written, ErrExists when the id was taken, ErrRecordNotSent, or Redis's.
+func (r *Record) Err() error {
+	if !r.sent {
+		return ErrRecordNotSent
+	}
+	n, err := r.create.Int()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return ErrExists
+	}
+	return nil
+}
+
+// RecordHook returns the go-redis hook that sends a Record (WithRecord) in one
+// pipeline with the first Lua script call made with its context; install it on the
+// client that asynq's Client uses, with rdb.AddHook. Any other command goes through
+// unchanged, at the cost of one context lookup. rdb is that client.
+func RecordHook(rdb redis.UniversalClient) redis.Hook { return recordHook{rdb: rdb} }
+
+type recordHook struct{ rdb redis.UniversalClient }
+
+func (recordHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (recordHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+func (h recordHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		r, _ := ctx.Value(recordKey{}).(*Record)
+		if r == nil || r.sent {
+			return next(ctx, cmd)
+		}
+		if name := cmd.Name(); !strings.EqualFold(name, "evalsha") && !strings.EqualFold(name, "eval") {
+			return next(ctx, cmd)
+		}
+		r.sent = true
+		keys, args := r.jobs.createArgs(r.job)
+		_, _ = h.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			// EVAL, not EVALSHA: a NOSCRIPT here could not be retried, the task being sent.
+			// Redis caches a script sent by EVAL under its digest all the same.
+			r.create = createScript.Eval(ctx, p, keys, args...)
+			_ = p.Process(ctx, cmd)
+			r.jobs.index(ctx, p, r.job)
+			return nil
+		})
+		return cmd.Err()
+	}
+}
