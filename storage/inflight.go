@@ -16,14 +16,15 @@ import (
 // its recoverer to sweep (30 s + up to 60 s, then the retry delay). Safe for
 // concurrent use.
 type InFlight struct {
-	rdb  redis.UniversalClient
-	jobs *Jobs
+	rdb   redis.UniversalClient
+	jobs  *Jobs
+	batch *batcher // Begin and End group-commit
 }
 
 // NewInFlight returns the in-flight index on rdb; recovered tasks' records are updated
 // through jobs.
 func NewInFlight(rdb redis.UniversalClient, jobs *Jobs) *InFlight {
-	return &InFlight{rdb: rdb, jobs: jobs}
+	return &InFlight{rdb: rdb, jobs: jobs, batch: &batcher{rdb: rdb}}
 }
 
 // inflightKey is worker's index of the tasks of queue it runs: tagged with the queue,
@@ -55,18 +56,21 @@ func (f *InFlight) Remove(ctx context.Context, worker, id, queue string) error {
 	return nil
 }
 
-// Begin is Jobs.Start and Add in one round trip: it marks job id active, counts the
-// attempt and records that worker runs it. Errors: ErrCompleted (the task is then not
-// indexed), or Redis's.
+// Begin is Jobs.Start and Add in one round trip, shared with other tasks' Begin and
+// End calls waiting at the same time (group commit, see batcher): it marks job id
+// active, counts the attempt and records that worker runs it. Once sent it waits for
+// the outcome whatever ctx says (go-redis's timeouts bound it). Errors: ErrCompleted
+// (the task is then not indexed), or Redis's.
 func (f *InFlight) Begin(ctx context.Context, worker, id, typ, queue string, now time.Time) (int, error) {
 	keys := []string{jobKey(queue, id)}
 	args := []any{typ, queue, now.UTC().Format(time.RFC3339Nano), int64(f.jobs.retention / time.Second), worker}
 	var start *redis.Cmd
-	err := pipelineScript(ctx, f.rdb, startScript, func(p redis.Pipeliner) {
+	err := f.batch.do(func(ctx context.Context, p redis.Pipeliner) *redis.Cmd {
 		start = startScript.EvalSha(ctx, p, keys, args...)
 		p.HSet(ctx, inflightKey(queue, worker), id, queue)
 		p.SAdd(ctx, inflightWorkers, worker)
-	}, &start)
+		return start
+	}, startScript)
 	if err != nil {
 		return 0, fmt.Errorf("start job %s: %w", id, err)
 	}
@@ -83,16 +87,18 @@ func (f *InFlight) Begin(ctx context.Context, worker, id, typ, queue string, now
 	return n, nil
 }
 
-// End is Jobs.Finish and Remove in one round trip: it records the outcome of attempt
-// (a final one also drops the checkpoint) and that worker is done with the task.
-// Errors: ErrStaleAttempt (the task is unindexed all the same), or Redis's.
+// End is Jobs.Finish and Remove in one round trip, group-committed as Begin is: it
+// records the outcome of attempt (a final one also drops the checkpoint) and that
+// worker is done with the task. Errors: ErrStaleAttempt (the task is unindexed all the
+// same), or Redis's.
 func (f *InFlight) End(ctx context.Context, worker, id, queue string, attempt int, state string, result []byte, errMsg string, now time.Time) error {
 	keys, args := f.jobs.finishArgs(id, queue, attempt, state, result, errMsg, now)
 	var finish *redis.Cmd
-	err := pipelineScript(ctx, f.rdb, finishScript, func(p redis.Pipeliner) {
+	err := f.batch.do(func(ctx context.Context, p redis.Pipeliner) *redis.Cmd {
 		finish = finishScript.EvalSha(ctx, p, keys, args...)
 		p.HDel(ctx, inflightKey(queue, worker), id)
-	}, &finish)
+		return finish
+	}, finishScript)
 	if err != nil {
 		return fmt.Errorf("update job %s: %w", id, err)
 	}

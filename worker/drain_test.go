@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,8 +28,10 @@ func BenchmarkDrain(b *testing.B) {
 
 func benchDrain(b *testing.B, fetchers int) {
 	rdb, client, jobs := drainFixture(b)
+	wrdb, trips := countedClient(rdb)
+	defer trips.report(b)
 	w := New(Config{Concurrency: 10, Fetchers: fetchers, Queues: map[string]int{"default": 1}, ShutdownTimeout: 5 * time.Second,
-		Retention: time.Hour}, rdb, slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn})))
+		Retention: time.Hour}, wrdb, slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	w.Handle(kindEcho, func(context.Context, *Task) (any, error) { return nil, nil })
 	fill(b, client, jobs, b.N)
 	b.ResetTimer()
@@ -44,14 +47,52 @@ func benchDrain(b *testing.B, fetchers int) {
 func BenchmarkDrainAsynq(b *testing.B) {
 	rdb, client, jobs := drainFixture(b)
 	fill(b, client, jobs, b.N)
+	wrdb, trips := countedClient(rdb)
+	defer trips.report(b)
 	b.ResetTimer()
-	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{Concurrency: 10, Queues: map[string]int{"default": 1},
+	srv := asynq.NewServerFromRedisClient(wrdb, asynq.Config{Concurrency: 10, Queues: map[string]int{"default": 1},
 		LogLevel: asynq.WarnLevel, TaskCheckInterval: 250 * time.Millisecond})
 	if err := srv.Start(asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return nil })); err != nil {
 		b.Fatal(err)
 	}
 	defer srv.Shutdown()
 	waitDrained(b, rdb, b.N)
+}
+
+// countedClient is a new client to rdb's server that counts its round trips (single
+// commands and pipelines, each one write and one read) and the commands they carry:
+// unlike time, the same on a busy machine as on an idle one.
+func countedClient(rdb *redis.Client) (*redis.Client, *tripCount) {
+	c := redis.NewClient(&redis.Options{Addr: rdb.Options().Addr})
+	t := &tripCount{}
+	c.AddHook(t)
+	return c, t
+}
+
+type tripCount struct{ trips, cmds atomic.Int64 }
+
+func (t *tripCount) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (t *tripCount) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		t.trips.Add(1)
+		t.cmds.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (t *tripCount) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		t.trips.Add(1)
+		t.cmds.Add(int64(len(cmds)))
+		return next(ctx, cmds)
+	}
+}
+
+// report adds round trips and commands per task to the benchmark's figures.
+func (t *tripCount) report(b *testing.B) {
+	b.ReportMetric(float64(t.trips.Load())/float64(b.N), "trips/op")
+	b.ReportMetric(float64(t.cmds.Load())/float64(b.N), "cmds/op")
 }
 
 func drainFixture(b *testing.B) (rdbT *redis.Client, client *asynq.Client, jobs *storage.Jobs) {
