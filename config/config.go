@@ -23,11 +23,17 @@ import (
 type Config struct {
 	// Port is the TCP port the HTTP tier listens on, on all interfaces. 0 picks a free port.
 	Port int
-	// RedisURL is redis://, rediss://, unix:// or empty for the embedded Redis. It may
-	// hold a password: log it only through Redacted.
+	// RedisURL is redis://, rediss://, unix://, redis-sentinel://, redis-cluster://,
+	// rediss-cluster://, or empty for the embedded Redis. With REDIS_CLUSTER_ADDRS set,
+	// it is the redis-cluster:// (or rediss-cluster://) URL Load builds from those nodes
+	// and REDIS_URL's user and password. It may hold a password: log it only through
+	// Redacted.
 	RedisURL string
-	// RedisTLSSkipVerify accepts a rediss:// server certificate that does not verify
-	// (Heroku Redis uses self-signed certificates).
+	// RedisClusterAddrs are REDIS_CLUSTER_ADDRS's seed nodes (host:port), already in
+	// RedisURL; nil when unset.
+	RedisClusterAddrs []string
+	// RedisTLSSkipVerify accepts a rediss:// or rediss-cluster:// server certificate
+	// that does not verify (Heroku Redis uses self-signed certificates).
 	RedisTLSSkipVerify bool
 	// BlobURL locates the blob store: file:///abs, file://./relative, mem://,
 	// s3://bucket?region=... or azblob://container.
@@ -180,9 +186,11 @@ func Settings() []Setting { return slices.Clone(settings) }
 var settings = []Setting{
 	{Name: "PORT", Default: "8080", Description: "HTTP port, on all interfaces (0 picks a free one).",
 		set: func(c *Config, v string) (err error) { c.Port, err = parsePort(v); return err }},
-	{Name: "REDIS_URL", Default: "", Secret: true, Description: "`redis://[user:pass@]host:port/db`, `rediss://` (TLS), `unix:///path.sock`, or `redis-sentinel://[:pass@]host:port[,host:port...]/mastername[/db]` (Redis Sentinel: the password is the master's, the sentinels are reached without one). Unset: an embedded in-memory Redis for trying shoestring out (nothing survives a restart).",
+	{Name: "REDIS_URL", Default: "", Secret: true, Description: "`redis://[user:pass@]host:port/db`, `rediss://` (TLS), `unix:///path.sock`, `redis-sentinel://[:pass@]host:port[,host:port...]/mastername[/db]` (Redis Sentinel: the password is the master's, the sentinels are reached without one), or `redis-cluster://[:pass@]host:port[,host:port...]` (Redis Cluster: the nodes are seeds, the client learns the rest; `rediss-cluster://` for TLS). Unset: an embedded in-memory Redis for trying shoestring out (nothing survives a restart), unless `REDIS_CLUSTER_ADDRS` is set.",
 		set: func(c *Config, v string) error { c.RedisURL = v; return checkRedisURL(v) }},
-	{Name: "REDIS_TLS_SKIP_VERIFY", Default: "false", Description: "Accept a `rediss://` certificate that does not verify (Heroku Redis is self-signed).",
+	{Name: "REDIS_CLUSTER_ADDRS", Default: "", Description: "Comma-separated `host:port` seed nodes of a Redis Cluster (host names or IPv4 addresses), for platforms that give the nodes apart from the password. Set: shoestring uses a cluster at these nodes, with no password when `REDIS_URL` is unset, or with the user, password and TLS of a `REDIS_URL` that names no node, `redis-cluster://[user]:pass@` or `rediss-cluster://[user]:pass@`; any other `REDIS_URL` beside it is a problem.",
+		set: func(c *Config, v string) (err error) { c.RedisClusterAddrs, err = parseClusterAddrs(v); return err }},
+	{Name: "REDIS_TLS_SKIP_VERIFY", Default: "false", Description: "Accept a `rediss://` or `rediss-cluster://` certificate that does not verify (Heroku Redis is self-signed).",
 		set: func(c *Config, v string) (err error) { c.RedisTLSSkipVerify, err = strconv.ParseBool(v); return err }},
 	{Name: "BLOB_URL", Default: "file://./data/blobs", Description: "Where uploads and results are kept: `file:///abs/dir`, `file://./relative/dir`, `mem://`, `s3://bucket?region=R[&endpoint=https://host][&use_path_style=true]` (S3, R2, B2, MinIO; needs `AWS_ACCESS_KEY_ID`) or `azblob://container[?protocol=http&domain=host:port]` (Azure Blob, Azurite; needs `AZURE_STORAGE_*`). See Blob storage.",
 		set: func(c *Config, v string) error { c.BlobURL = v; return checkBlobURL(v) }},
@@ -396,6 +404,9 @@ func Load(getenv func(string) string) (Config, error) {
 	if p := c.blobCredentialsProblem(); p != "" {
 		problems = append(problems, p)
 	}
+	if p := c.joinClusterAddrs(); p != "" {
+		problems = append(problems, p)
+	}
 	if len(problems) > 0 {
 		return Config{}, &Error{Problems: problems}
 	}
@@ -411,6 +422,34 @@ func (c *Config) blobCredentialsProblem() string {
 		(c.AzureStorageAccount == "" || c.AzureStorageKey == ""):
 		return "BLOB_URL: azblob:// needs AZURE_STORAGE_ACCOUNT and AZURE_STORAGE_KEY, or AZURE_STORAGE_CONNECTION_STRING"
 	}
+	return ""
+}
+
+// joinClusterAddrs puts REDIS_CLUSTER_ADDRS's nodes into RedisURL, or names what is
+// wrong with REDIS_URL and REDIS_CLUSTER_ADDRS together: the nodes are in exactly one
+// of them. It is "" when there is nothing to join, or when REDIS_URL has a problem of
+// its own, which Load has listed already.
+func (c *Config) joinClusterAddrs() string {
+	if checkRedisURL(c.RedisURL) != nil {
+		return ""
+	}
+	u, _ := url.Parse(c.RedisURL) // checked just above
+	cluster := u.Scheme == "redis-cluster" || u.Scheme == "rediss-cluster"
+	switch {
+	case c.RedisClusterAddrs == nil:
+		if cluster && u.Host == "" {
+			return "REDIS_URL: names no cluster node; give them in it, as in " + clusterForm + ", or in REDIS_CLUSTER_ADDRS"
+		}
+		return ""
+	case c.RedisURL == "":
+		u = &url.URL{Scheme: "redis-cluster"}
+	case !cluster:
+		return "REDIS_CLUSTER_ADDRS: REDIS_URL must then be unset, or a redis-cluster:// or rediss-cluster:// URL naming no node (for the password and TLS), not " + u.Scheme + "://"
+	case u.Host != "":
+		return "REDIS_CLUSTER_ADDRS: REDIS_URL names cluster nodes too; give them in one of the two"
+	}
+	u.Host, u.Path = strings.Join(c.RedisClusterAddrs, ","), ""
+	c.RedisURL = u.String()
 	return ""
 }
 
@@ -630,10 +669,70 @@ func checkRedisURL(v string) error {
 		}
 	case "redis-sentinel":
 		return checkSentinelURL(u)
+	case "redis-cluster", "rediss-cluster":
+		return checkClusterURL(u)
 	default:
-		return fmt.Errorf("scheme %q is not one of redis, rediss, unix, redis-sentinel", u.Scheme)
+		return fmt.Errorf("scheme %q is not one of redis, rediss, unix, redis-sentinel, redis-cluster, rediss-cluster", u.Scheme)
 	}
 	return nil
+}
+
+// clusterForm is the shape of a redis-cluster URL, for messages.
+const clusterForm = "redis-cluster://[:password@]host:port[,host:port...]"
+
+// checkClusterURL checks redis-cluster://[[user]:pass@][host:port[,host:port...]][/]
+// (storage.ParseClusterURL reads it). A URL naming no node is left to joinClusterAddrs,
+// which knows whether REDIS_CLUSTER_ADDRS names them.
+func checkClusterURL(u *url.URL) error {
+	if u.Host != "" {
+		for addr := range strings.SplitSeq(u.Host, ",") {
+			if err := checkNodeAddr(addr); err != nil {
+				return fmt.Errorf("%w (%s)", err, clusterForm)
+			}
+		}
+	}
+	if u.Path != "" && u.Path != "/" {
+		return errors.New("takes no path: a cluster has database 0 only (" + clusterForm + ")")
+	}
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return errors.New("takes no query parameters or fragment (" + clusterForm + ")")
+	}
+	return nil
+}
+
+// checkNodeAddr checks one cluster node's host:port.
+func checkNodeAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	n, perr := strconv.Atoi(port)
+	switch {
+	case err == nil && strings.Contains(host, ":") && net.ParseIP(host) != nil:
+		// A list of them is no valid URL, which RedisURL must be.
+		return fmt.Errorf("node address %q is an IPv6 literal; give a host name", addr)
+	case err != nil || host == "" || strings.ContainsAny(host, ":/@") || perr != nil || n < 1 || n > 65535:
+		return fmt.Errorf("node address %q is not host:port with a port 1-65535", addr)
+	}
+	return nil
+}
+
+// parseClusterAddrs parses REDIS_CLUSTER_ADDRS: comma-separated host:port nodes, each
+// once; "" is nil.
+func parseClusterAddrs(v string) ([]string, error) {
+	if v == "" {
+		return nil, nil
+	}
+	addrs := splitTokens(v)
+	if len(addrs) == 0 {
+		return nil, errors.New("lists no node; give host:port[,host:port...]")
+	}
+	for i, a := range addrs {
+		if err := checkNodeAddr(a); err != nil {
+			return nil, err
+		}
+		if slices.Contains(addrs[:i], a) {
+			return nil, fmt.Errorf("node address %q is listed twice", a)
+		}
+	}
+	return addrs, nil
 }
 
 // checkSentinelURL checks redis-sentinel://[[user]:pass@]host:port[,host:port...]/master[/db]

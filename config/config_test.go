@@ -119,6 +119,7 @@ func TestEveryProblemAtOnce(t *testing.T) {
 		"WORKER_STALE_AFTER": "0s", "QUEUE_LATENCY_WARN": "never", "QUEUE_LATENCY_FAIL": "-1s",
 		"WORKER_EXIT_POLICY": "ignore", "WORKER_MAX_RESTARTS": "-2", "WORKER_RESTART_WINDOW": "0",
 		"HANG_GRACE": "x", "DEGRADED_RATIO": "1.5", "DEGRADED_FOR": "y", "THROUGHPUT_WINDOW": "z", "WORKER_MAX_RSS": "lots",
+		"REDIS_CLUSTER_ADDRS": "node-1",
 	}
 	_, err := Load(env(bad))
 	var ce *Error
@@ -172,11 +173,15 @@ func TestEnvRoundTrip(t *testing.T) {
 func TestRedacted(t *testing.T) {
 	t.Parallel()
 	for raw, want := range map[string]string{
-		"redis://user:pw@host:6379/0": "redis://user:xxxxx@host:6379/0",
-		"redis://SECRET@host:6379":    "redis://xxxxx@host:6379",
-		"rediss://:s3cr3t@host:6380":  "rediss://:xxxxx@host:6380",
-		"redis://host:6379/1":         "redis://host:6379/1",
-		"unix:///run/redis.sock?db=2": "unix:///run/redis.sock?db=2",
+		"redis://user:pw@host:6379/0":                "redis://user:xxxxx@host:6379/0",
+		"redis://SECRET@host:6379":                   "redis://xxxxx@host:6379",
+		"rediss://:s3cr3t@host:6380":                 "rediss://:xxxxx@host:6380",
+		"redis://host:6379/1":                        "redis://host:6379/1",
+		"unix:///run/redis.sock?db=2":                "unix:///run/redis.sock?db=2",
+		"redis-cluster://:pw@n1:7000,n2:7001":        "redis-cluster://:xxxxx@n1:7000,n2:7001",
+		"rediss-cluster://app:pw@n1:7000,n2:7001/":   "rediss-cluster://app:xxxxx@n1:7000,n2:7001/",
+		"redis-cluster://SECRET@n1:7000,n2:7001":     "redis-cluster://xxxxx@n1:7000,n2:7001",
+		"redis-sentinel://:pw@s1:26379,s2:26379/m/0": "redis-sentinel://:xxxxx@s1:26379,s2:26379/m/0",
 	} {
 		if got := Redacted(raw); got != want {
 			t.Errorf("Redacted(%q) = %q, want %q", raw, got, want)
@@ -293,6 +298,98 @@ func TestSentinelURL(t *testing.T) {
 			case tc.problem != "" && (err == nil || !strings.Contains(err.Error(), "REDIS_URL:") || !strings.Contains(err.Error(), tc.problem)):
 				t.Errorf("Load = %v, want a REDIS_URL problem saying %q", err, tc.problem)
 			case err != nil && strings.Contains(err.Error(), "s3cret"):
+				t.Errorf("password echoed: %v", err)
+			}
+		})
+	}
+}
+
+// TestClusterURL: REDIS_URL takes redis-cluster://[[user]:pass@]host:port[,...] and
+// rediss-cluster://, and a malformed one is a clear problem that never echoes the
+// password.
+func TestClusterURL(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		url, problem string
+	}{
+		{url: "redis-cluster://10.0.0.1:7000"},
+		{url: "redis-cluster://:s3cret@10.0.0.1:7000,10.0.0.2:7001,node-3.internal:7002"},
+		{url: "rediss-cluster://app:s3cret@10.0.0.1:7000,10.0.0.2:7001/"},
+		{url: "redis-cluster://:s3cret@", problem: "names no cluster node"},
+		{url: "redis-cluster://:s3cret@/", problem: "names no cluster node"},
+		{url: "redis-cluster://:s3cret@10.0.0.1/", problem: `"10.0.0.1" is not host:port`},
+		{url: "redis-cluster://:s3cret@10.0.0.1:0", problem: "is not host:port with a port 1-65535"},
+		{url: "redis-cluster://:s3cret@10.0.0.1:65536", problem: "is not host:port"},
+		{url: "redis-cluster://:s3cret@10.0.0.1:7000,:7001", problem: `":7001" is not host:port`},
+		{url: "redis-cluster://:s3cret@10.0.0.1:7000,", problem: "is not a URL"},
+		{url: "redis-cluster://:s3cret@10.0.0.1:x", problem: "is not a URL"},
+		{url: "redis-cluster://:s3cret@10.0.0.1:7000/0", problem: "takes no path"},
+		{url: "redis-cluster://:s3cret@10.0.0.1:7000?read_only=true", problem: "takes no query"},
+		{url: "redis-cluster://:s3cret@10.0.0.1:7000?", problem: "takes no query"},
+		{url: "redis-cluster://:s3cret@10.0.0.1:7000#x", problem: "takes no query parameters or fragment"},
+		{url: "redis-clusters://:s3cret@10.0.0.1:7000", problem: `scheme "redis-clusters" is not one of`},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			t.Parallel()
+			c, err := Load(env(map[string]string{"REDIS_URL": tc.url}))
+			switch {
+			case tc.problem == "" && (err != nil || c.RedisURL != tc.url):
+				t.Errorf("Load: %v (RedisURL %q)", err, c.RedisURL)
+			case tc.problem != "" && (err == nil || !strings.Contains(err.Error(), "REDIS_URL: ") || !strings.Contains(err.Error(), tc.problem)):
+				t.Errorf("Load = %v, want a REDIS_URL problem saying %q", err, tc.problem)
+			case err != nil && strings.Contains(err.Error(), "s3cret"):
+				t.Errorf("password echoed: %v", err)
+			}
+		})
+	}
+}
+
+// TestClusterAddrs: REDIS_CLUSTER_ADDRS names a cluster's nodes, which Load puts in
+// RedisURL with REDIS_URL's credentials and TLS; REDIS_URL beside it must name no
+// node and be a cluster URL, and a bad node list is named without echoing REDIS_URL.
+func TestClusterAddrs(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, url, addrs string
+		want             string // RedisURL, when there is no problem
+		problem          string // "VARIABLE: words"
+	}{
+		{name: "alone", addrs: "10.0.0.1:7000, 10.0.0.2:7001,node-3:7002",
+			want: "redis-cluster://10.0.0.1:7000,10.0.0.2:7001,node-3:7002"},
+		{name: "trailing comma", addrs: "10.0.0.1:7000,", want: "redis-cluster://10.0.0.1:7000"},
+		{name: "password from REDIS_URL", url: "redis-cluster://:s3cret@", addrs: "n1:7000,n2:7001",
+			want: "redis-cluster://:s3cret@n1:7000,n2:7001"},
+		{name: "user, password and TLS from REDIS_URL", url: "rediss-cluster://app:s3%2Fcret@/", addrs: "n1:7000",
+			want: "rediss-cluster://app:s3%2Fcret@n1:7000"},
+		{name: "nodes in both", url: "redis-cluster://:s3cret@n1:7000", addrs: "n2:7000",
+			problem: "REDIS_CLUSTER_ADDRS: REDIS_URL names cluster nodes too"},
+		{name: "not a cluster URL", url: "redis://:s3cret@n1:6379/0", addrs: "n2:7000",
+			problem: "REDIS_CLUSTER_ADDRS: REDIS_URL must then be unset, or a redis-cluster:// or rediss-cluster:// URL naming no node"},
+		{name: "sentinel URL", url: "redis-sentinel://:s3cret@s1:26379/m", addrs: "n2:7000",
+			problem: "not redis-sentinel://"},
+		{name: "no port", addrs: "n1:7000,n2", problem: `REDIS_CLUSTER_ADDRS: node address "n2" is not host:port`},
+		{name: "bad port", addrs: "n1:seven", problem: `REDIS_CLUSTER_ADDRS: node address "n1:seven" is not host:port`},
+		{name: "port 0", addrs: "n1:0", problem: "REDIS_CLUSTER_ADDRS: node address \"n1:0\" is not host:port with a port 1-65535"},
+		{name: "no host", addrs: ":7000", problem: `REDIS_CLUSTER_ADDRS: node address ":7000" is not host:port`},
+		{name: "empty list", addrs: " , ,", problem: "REDIS_CLUSTER_ADDRS: lists no node"},
+		{name: "IPv6", addrs: "[::1]:7000,[::1]:7001", problem: "is an IPv6 literal"},
+		{name: "twice", addrs: "n1:7000,n1:7000", problem: `node address "n1:7000" is listed twice`},
+		{name: "URL", addrs: "redis://n1:7000", problem: `REDIS_CLUSTER_ADDRS: node address "redis://n1:7000" is not host:port`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := Load(env(map[string]string{"REDIS_URL": tc.url, "REDIS_CLUSTER_ADDRS": tc.addrs}))
+			if tc.problem == "" {
+				if err != nil || c.RedisURL != tc.want {
+					t.Fatalf("Load: %v; RedisURL = %q, want %q", err, c.RedisURL, tc.want)
+				}
+				return
+			}
+			var ce *Error
+			if !errors.As(err, &ce) || len(ce.Problems) != 1 || !strings.Contains(ce.Problems[0], tc.problem) {
+				t.Fatalf("Load = %v, want one problem saying %q", err, tc.problem)
+			}
+			if strings.Contains(err.Error(), "s3cret") {
 				t.Errorf("password echoed: %v", err)
 			}
 		})

@@ -49,7 +49,7 @@ func (h *Host) open(ctx context.Context, rs runSpec) (*deps, func(), error) {
 	rdb.AddHook(storage.RecordHook(rdb)) // a job's record and task in one round trip
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	if err := rdb.Ping(pctx).Err(); err != nil {
+	if err := storage.PingRedis(pctx, rdb); err != nil {
 		// Not fatal: readiness says so, and the app recovers when Redis does, rather
 		// than crash-looping on the platform.
 		logger.ErrorContext(ctx, "redis unreachable at start", "redis", config.Redacted(cfg.RedisURL), "err", err)
@@ -99,7 +99,15 @@ func (h *Host) runServe(ctx context.Context, rs runSpec, getenv func(string) str
 	}
 	_, kill := stopTimeouts(cfg.ShutdownTimeout)
 	env := append(os.Environ(), config.Env(getenv)...)
-	env = append(env, "REDIS_URL="+redisURL, envParentPID+"="+strconv.Itoa(os.Getpid()))
+	// The child gets REDIS_URL and REDIS_CLUSTER_ADDRS as they are here, whatever its
+	// own environment holds, and builds cfg.RedisURL from them as Load did here (from
+	// both, for a cluster); in trial mode, the embedded Redis's URL.
+	childRedisURL := getenv("REDIS_URL")
+	if rs.trial {
+		childRedisURL = redisURL
+	}
+	env = append(env, "REDIS_URL="+childRedisURL, "REDIS_CLUSTER_ADDRS="+getenv("REDIS_CLUSTER_ADDRS"),
+		envParentPID+"="+strconv.Itoa(os.Getpid()))
 	if cfg.WorkerMaxRSS > 0 && os.Getenv("GOMEMLIMIT") == "" {
 		// The Go runtime collects harder as the heap nears this, well before the
 		// watchdog's recycle at WORKER_MAX_RSS.
@@ -371,7 +379,7 @@ func (h *Host) newHealth(d *deps, beats *storage.Heartbeats, inspector *asynq.In
 		FailureThreshold: cfg.HealthFailureThreshold, Logger: d.logger.With("component", "health")})
 	reg.Register(health.Check{Name: "self", Checker: health.SelfCheck(started), Measurement: "uptime", ComponentType: "system"})
 	reg.Register(health.Check{Name: "redis", Tags: []string{health.TagReady}, Measurement: "responseTime", ComponentType: "datastore",
-		Checker: health.PingCheck(func(ctx context.Context) error { return d.rdb.Ping(ctx).Err() })})
+		Checker: health.PingCheck(func(ctx context.Context) error { return storage.PingRedis(ctx, d.rdb) })})
 	reg.Register(health.Check{Name: "storage", Measurement: "reachable", ComponentType: "datastore",
 		Checker: health.StorageCheck(d.bucket.IsAccessible)})
 	reg.Register(health.Check{Name: "worker", Measurement: "heartbeat",

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
@@ -44,13 +45,29 @@ const (
 
 // OpenRedis returns a client for rawURL: redis://[user:pass@]host:port/db, rediss://
 // (TLS; tlsSkipVerify accepts a certificate that does not verify, as Heroku's
-// self-signed ones need), unix:///path.sock, or
+// self-signed ones need), unix:///path.sock,
 // redis-sentinel://[[user]:pass@]host:port[,host:port...]/master[/db] (a go-redis
 // failover client: it asks the sentinels for the master and follows a failover; the
-// password is the master's and its replicas', the sentinels are reached without one).
+// password is the master's and its replicas', the sentinels are reached without one), or
+// redis-cluster://[[user]:pass@]host:port[,host:port...] (a *redis.ClusterClient; see
+// ParseClusterURL; rediss-cluster:// for TLS, with tlsSkipVerify as for rediss://).
 // It does not connect: the first command does. The client is safe for concurrent use;
 // close it when done.
 func OpenRedis(rawURL string, tlsSkipVerify bool) (redis.UniversalClient, error) {
+	if strings.HasPrefix(rawURL, "redis-cluster://") || strings.HasPrefix(rawURL, "rediss-cluster://") {
+		opts, err := ParseClusterURL(rawURL)
+		if err != nil {
+			return nil, err
+		}
+		if opts.TLSConfig != nil && tlsSkipVerify {
+			opts.TLSConfig.InsecureSkipVerify = true //nolint:gosec // opted in by REDIS_TLS_SKIP_VERIFY
+		}
+		opts.DialTimeout = redisDialTimeout
+		opts.ReadTimeout = redisIOTimeout
+		opts.WriteTimeout = redisIOTimeout
+		opts.MaxRetries = 1
+		return redis.NewClusterClient(opts), nil
+	}
 	if strings.HasPrefix(rawURL, "redis-sentinel://") {
 		opts, err := ParseSentinelURL(rawURL)
 		if err != nil {
@@ -112,6 +129,72 @@ func ParseSentinelURL(rawURL string) (*redis.FailoverOptions, error) {
 		}
 	}
 	return opts, nil
+}
+
+// ParseClusterURL parses redis-cluster://[[user]:pass@]host:port[,host:port...] into
+// go-redis cluster options: the nodes are seeds, from which the client learns every
+// master and replica and which slots each serves (CLUSTER SLOTS), and follows MOVED and
+// ASK redirections. The path may be empty or "/" (a cluster has database 0 only); no
+// query or fragment. rediss-cluster:// is the same over TLS (1.2 or later), each node's
+// certificate verified against the host name the client dials it by. Host names and
+// IPv4 addresses only: an IPv6 literal in a list of nodes is not a valid URL. Errors
+// never quote the password.
+func ParseClusterURL(rawURL string) (*redis.ClusterOptions, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "redis-cluster" && u.Scheme != "rediss-cluster") {
+		return nil, errors.New("parse REDIS_URL: not a redis-cluster:// or rediss-cluster:// URL")
+	}
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return nil, errors.New("parse REDIS_URL: a redis-cluster URL takes no query or fragment")
+	}
+	if u.Path != "" && u.Path != "/" {
+		return nil, errors.New("parse REDIS_URL: a redis-cluster URL takes no path (a cluster has database 0 only)")
+	}
+	if u.Host == "" {
+		return nil, errors.New("parse REDIS_URL: a redis-cluster URL needs at least one node, as in redis-cluster://host:6379[,host:port...]")
+	}
+	opts := &redis.ClusterOptions{}
+	if u.User != nil {
+		opts.Username = u.User.Username()
+		opts.Password, _ = u.User.Password()
+	}
+	for addr := range strings.SplitSeq(u.Host, ",") {
+		host, port, err := net.SplitHostPort(addr)
+		if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("parse REDIS_URL: cluster node address %q is not host:port", addr)
+		}
+		opts.Addrs = append(opts.Addrs, addr)
+	}
+	if u.Scheme == "rediss-cluster" {
+		// No ServerName: crypto/tls takes it from each node's address, as it must, for
+		// the client dials nodes it learns from CLUSTER SLOTS, not only the seeds.
+		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	return opts, nil
+}
+
+// PingRedis checks that rdb answers PING. On a cluster client it pings every master
+// the client knows of, at once: a master that is down fails the commands for its slots,
+// yet a PING through the cluster client reaches one node picked at random. The error
+// names the node that failed; a cluster with no master serving slots is an error too.
+// Safe for concurrent use.
+func PingRedis(ctx context.Context, rdb redis.UniversalClient) error {
+	cc, ok := rdb.(*redis.ClusterClient)
+	if !ok {
+		return rdb.Ping(ctx).Err()
+	}
+	var masters atomic.Int32
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+		masters.Add(1)
+		if err := node.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("cluster node %s: %w", node.Options().Addr, err)
+		}
+		return nil
+	})
+	if err == nil && masters.Load() == 0 {
+		return errors.New("the cluster has no master serving slots")
+	}
+	return err
 }
 
 func redactURL(raw string) string {
