@@ -12,21 +12,26 @@ import (
 )
 
 // TestJobIndexRetention: the dashboard's index forgets jobs older than the retention
-// when a job is created, and List skips records that expired before that.
+// when a trimming job is created (one in indexTrimEvery), and List skips records that
+// expired before that.
 func TestJobIndexRetention(t *testing.T) {
 	t.Parallel()
 	r := storagetest.StartRedis(t)
 	rdb := r.Client(t)
 	jobs := NewJobs(rdb, time.Hour, "default")
 	ctx := context.Background()
-	now := time.Now()
+	base := time.Now().UnixMilli() / indexTrimEvery * indexTrimEvery
+	now := time.UnixMilli(base + 1) // not a trimming create
 	for id, age := range map[string]time.Duration{"old": 2 * time.Hour, "gone": time.Minute, "new": 0} {
 		if err := jobs.Create(ctx, Job{ID: id, Type: "echo", Queue: "default", State: StatePending, CreatedAt: now.Add(-age)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// Whatever the order of creation, "old" was trimmed by a later one, or by its own.
-	if err := jobs.Create(ctx, Job{ID: "newest", Type: "echo", Queue: "default", State: StatePending, CreatedAt: now.Add(time.Second)}); err != nil {
+	if n, _ := rdb.ZCard(ctx, indexKey).Result(); n != 3 {
+		t.Errorf("index has %d entries before a trimming create, want 3", n)
+	}
+	// A trimming create: its milliseconds are a multiple of indexTrimEvery.
+	if err := jobs.Create(ctx, Job{ID: "newest", Type: "echo", Queue: "default", State: StatePending, CreatedAt: time.UnixMilli(base + 32*indexTrimEvery)}); err != nil {
 		t.Fatal(err)
 	}
 	rdb.Del(ctx, jobKey("default", "gone")) // expired
