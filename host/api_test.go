@@ -36,6 +36,7 @@ type fixture struct {
 	rdb    redis.UniversalClient
 	bucket *blob.Bucket
 	redis  *storagetest.Redis
+	app    *hosttest.App
 }
 
 // referenceApp registers what the reference app's main does.
@@ -51,7 +52,7 @@ func newFixture(tb testing.TB, r *storagetest.Redis) *fixture {
 	a := hosttest.Start(tb, referenceApp, map[string]string{"REDIS_URL": r.URL(), "MAX_UPLOAD_BYTES": "64KiB",
 		"API_TOKEN": testToken, "DEMO_TASKS": "true",
 		"THUMBNAIL_SIZES": "100", "QUEUES": "default=3,low=1"}, hosttest.Options{WebOnly: true})
-	f := &fixture{rdb: a.Web.Redis(), bucket: a.Web.Bucket(), redis: r}
+	f := &fixture{rdb: a.Web.Redis(), bucket: a.Web.Bucket(), redis: r, app: a}
 	f.srv.URL = a.URL
 	return f
 }
@@ -273,6 +274,19 @@ func TestAcceptedWork(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 202 || acc.State != "pending" || acc.Type != "image:thumbnail" || resp.Header.Get("Location") != acc.StatusURL {
 		t.Fatalf("upload: %d %+v", resp.StatusCode, acc)
+	}
+	// The request's log line names the job; no line of its own at the default level.
+	named := false
+	for line := range strings.SplitSeq(f.app.Output(), "\n") {
+		if strings.Contains(line, `"job_id":"`+acc.ID+`"`) {
+			named = named || strings.Contains(line, `"msg":"http request"`) && strings.Contains(line, `"task_type":"image:thumbnail"`)
+			if strings.Contains(line, `"msg":"job enqueued"`) {
+				t.Errorf("an enqueue through the API logged its own line at info: %s", line)
+			}
+		}
+	}
+	if !named {
+		t.Errorf("no request log line names job %s:\n%s", acc.ID, f.app.Output())
 	}
 	ti, err := ins.GetTaskInfo("default", acc.ID)
 	if err != nil {

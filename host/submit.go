@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"slices"
 	"strings"
@@ -158,7 +159,12 @@ func (h *Host) submitTo(ctx context.Context, d *deps, r task.Request) (storage.J
 			d.logger.WarnContext(ctx, "job record", "job_id", id, "err", err)
 		}
 	}
-	d.logger.InfoContext(ctx, "job enqueued", "job_id", id, "task_type", r.Kind, "queue", queue)
+	// A request's log line names the job; an enqueue from the app's code logs its own.
+	level := slog.LevelInfo
+	if web.AddRequestLogAttrs(ctx, "job_id", id, "task_type", r.Kind, "queue", queue) {
+		level = slog.LevelDebug
+	}
+	d.logger.Log(ctx, level, "job enqueued", "job_id", id, "task_type", r.Kind, "queue", queue)
 	return job, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/shoestring-go/shoestring/storage"
@@ -144,12 +145,35 @@ func errorHandler(status int, msg string) http.Handler {
 
 type loggerKey struct{}
 
+// requestLog is what the request middleware puts in a request's context: its logger,
+// and the attributes handlers add to the request's log line.
+type requestLog struct {
+	log   *slog.Logger
+	mu    sync.Mutex
+	attrs []any
+}
+
 // loggerFrom is the logger the request middleware put in ctx, or slog's default.
 func loggerFrom(ctx context.Context) *slog.Logger {
-	if l, ok := ctx.Value(loggerKey{}).(*slog.Logger); ok {
-		return l
+	if l, ok := ctx.Value(loggerKey{}).(*requestLog); ok {
+		return l.log
 	}
 	return slog.Default()
+}
+
+// AddRequestLogAttrs adds args (slog's alternating keys and values) to the "http
+// request" line logged for the request whose context is ctx, as a handler that
+// created a job names it there instead of logging a line of its own. It reports false
+// when ctx is not a request's (nothing is added). Safe for concurrent use.
+func AddRequestLogAttrs(ctx context.Context, args ...any) bool {
+	l, ok := ctx.Value(loggerKey{}).(*requestLog)
+	if !ok {
+		return false
+	}
+	l.mu.Lock()
+	l.attrs = append(l.attrs, args...)
+	l.mu.Unlock()
+	return true
 }
 
 // duration is a JSON duration: a number of seconds (2.5) or a Go duration string ("90s").

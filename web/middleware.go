@@ -31,7 +31,8 @@ func logRequests(log *slog.Logger, healthPath string, obs RequestObserver, next 
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
-		r = r.WithContext(context.WithValue(r.Context(), loggerKey{}, log))
+		rl := &requestLog{log: log}
+		r = r.WithContext(context.WithValue(r.Context(), loggerKey{}, rl))
 		r, route := withRouteLabel(r)
 		next.ServeHTTP(rec, r)
 		if rec.status == 0 {
@@ -48,8 +49,11 @@ func logRequests(log *slog.Logger, healthPath string, obs RequestObserver, next 
 		if r.URL.Path == healthPath || strings.HasPrefix(r.URL.Path, healthPath+"/") {
 			level = slog.LevelDebug
 		}
-		log.Log(r.Context(), level, "http request", "method", r.Method, "path", r.URL.Path,
-			"status", rec.status, "duration_ms", time.Since(start).Milliseconds())
+		args := []any{"method", r.Method, "path", r.URL.Path, "status", rec.status, "duration_ms", time.Since(start).Milliseconds()}
+		rl.mu.Lock()
+		args = append(args, rl.attrs...)
+		rl.mu.Unlock()
+		log.Log(r.Context(), level, "http request", args...)
 	})
 }
 
