@@ -214,7 +214,7 @@ func (b *bench) enqueueFigure(ctx context.Context) error {
 		return err
 	}
 	defer b.stop(p)
-	rdb := redis.NewClient(&redis.Options{Addr: b.redis.addr})
+	rdb := baselineClient(b.redis.addr)
 	defer rdb.Close()
 	srv, err := serveLocal(bareEnqueue(asynq.NewClientFromRedisClient(rdb)))
 	if err != nil {
@@ -347,7 +347,7 @@ func (b *bench) drainBare(ctx context.Context, n int) (drain, error) {
 		return drain{}, err
 	}
 	b.logf("drain: baseline (b), bare asynq.Server, %s jobs", count(n))
-	rdb := redis.NewClient(&redis.Options{Addr: b.redis.addr})
+	rdb := baselineClient(b.redis.addr)
 	defer rdb.Close()
 	start := time.Now()
 	w, err := startBareWorker(rdb, b.cfg.Queues)
@@ -660,4 +660,11 @@ func sortedDrains(ds []drain) []drain {
 	ds = slices.Clone(ds)
 	slices.SortFunc(ds, func(a, b drain) int { return a.n - b.n })
 	return ds
+}
+
+// baselineClient is the baselines' Redis client: go-redis's defaults but for RESP2,
+// which shoestring speaks (storage.OpenRedis), so that a ratio measures what shoestring
+// does, not a client option (RESP3 costs a syscall per command).
+func baselineClient(addr string) *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: addr, Protocol: 2})
 }

@@ -63,7 +63,11 @@ func BenchmarkDrainAsynq(b *testing.B) {
 // commands and pipelines, each one write and one read) and the commands they carry:
 // unlike time, the same on a busy machine as on an idle one.
 func countedClient(rdb *redis.Client) (*redis.Client, *tripCount) {
-	c := redis.NewClient(&redis.Options{Addr: rdb.Options().Addr})
+	u, err := storage.OpenRedis("redis://"+rdb.Options().Addr, false) // as the worker opens it
+	if err != nil {
+		panic(err)
+	}
+	c := u.(*redis.Client)
 	t := &tripCount{}
 	c.AddHook(t)
 	return c, t
