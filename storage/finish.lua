@@ -1,20 +1,28 @@
--- KEYS[1]: job hash; KEYS[2] (optional, with a final outcome): the job's checkpoint,
--- removed; KEYS[3] (optional, with a completion): the queue's completions counter of
--- this minute. ARGV[1]: the attempt this outcome belongs to ("0": any); ARGV[2]: ttl
--- seconds; ARGV[3]: the timeline line ("" for none); ARGV[4..]: field, value pairs.
--- Returns 1 when written, 0 when a newer attempt owns the record (nothing changes).
+-- Every key is in the job's queue's slot. KEYS[1]: job hash; KEYS[2]: its checkpoint;
+-- KEYS[3]: the queue's completions counter of this minute; KEYS[4]: a worker's
+-- in-flight index of the queue.
+-- ARGV[1]: the attempt this outcome belongs to ("0": any); ARGV[2]: ttl seconds;
+-- ARGV[3]: the timeline line ("" for none); ARGV[4]: what else to do, any of "f" (a
+-- final outcome: drop the checkpoint), "c" (a completion: count it) and "i" (the worker
+-- is done with the task: unindex ARGV[5], whatever the attempt); ARGV[5]: task id;
+-- ARGV[6..]: field, value pairs.
+-- Returns 1 when written, 0 when a newer attempt owns the record (the record, the
+-- checkpoint and the counter are unchanged).
+if string.find(ARGV[4], "i", 1, true) then
+  redis.call("HDEL", KEYS[4], ARGV[5])
+end
 if ARGV[1] ~= "0" and redis.call("HGET", KEYS[1], "attempts") ~= ARGV[1] then
   return 0
 end
-redis.call("HSET", KEYS[1], unpack(ARGV, 4))
+redis.call("HSET", KEYS[1], unpack(ARGV, 6))
 if ARGV[3] ~= "" and redis.call("HSTRLEN", KEYS[1], "events") < 8192 then
   redis.call("HSET", KEYS[1], "events", (redis.call("HGET", KEYS[1], "events") or "") .. ARGV[3] .. "\n")
 end
 redis.call("EXPIRE", KEYS[1], ARGV[2])
-if #KEYS >= 2 then
+if string.find(ARGV[4], "f", 1, true) then
   redis.call("DEL", KEYS[2])
 end
-if #KEYS >= 3 then
+if string.find(ARGV[4], "c", 1, true) then
   redis.call("INCR", KEYS[3])
   redis.call("EXPIRE", KEYS[3], 7200)
 end

@@ -150,8 +150,9 @@ func (s *Jobs) MarkCancelled(ctx context.Context, queue, id string, now time.Tim
 }
 
 func (s *Jobs) mark(ctx context.Context, queue, id, event string, now time.Time, fields ...any) error {
-	args := append([]any{0, int64(s.retention / time.Second), event + " " + now.UTC().Format(time.RFC3339Nano) + " by an operator"}, fields...)
-	if err := finishScript.Run(ctx, s.rdb, []string{jobKey(queue, id)}, args...).Err(); err != nil {
+	keys := []string{jobKey(queue, id), CheckpointKey(queue, id), completedKey(queue, now.Unix()/60), inflightKey(queue, "")}
+	args := append([]any{0, int64(s.retention / time.Second), event + " " + now.UTC().Format(time.RFC3339Nano) + " by an operator", "", id}, fields...)
+	if err := finishScript.Run(ctx, s.rdb, keys, args...).Err(); err != nil {
 		return fmt.Errorf("update job %s: %w", id, err)
 	}
 	return nil

@@ -62,13 +62,12 @@ func (f *InFlight) Remove(ctx context.Context, worker, id, queue string) error {
 // the outcome whatever ctx says (go-redis's timeouts bound it). Errors: ErrCompleted
 // (the task is then not indexed), or Redis's.
 func (f *InFlight) Begin(ctx context.Context, worker, id, typ, queue string, now time.Time) (int, error) {
-	keys := []string{jobKey(queue, id)}
-	args := []any{typ, queue, now.UTC().Format(time.RFC3339Nano), int64(f.jobs.retention / time.Second), worker}
+	keys := []string{jobKey(queue, id), inflightKey(queue, worker)}
+	args := []any{typ, queue, now.UTC().Format(time.RFC3339Nano), int64(f.jobs.retention / time.Second), worker, id}
 	var start *redis.Cmd
 	err := f.batch.do(func(ctx context.Context, p redis.Pipeliner) *redis.Cmd {
 		start = startScript.EvalSha(ctx, p, keys, args...)
-		p.HSet(ctx, inflightKey(queue, worker), id, queue)
-		p.SAdd(ctx, inflightWorkers, worker)
+		p.SAdd(ctx, inflightWorkers, worker) // another slot: not in the script
 		return start
 	}, startScript)
 	if err != nil {
@@ -79,24 +78,20 @@ func (f *InFlight) Begin(ctx context.Context, worker, id, typ, queue string, now
 		return 0, fmt.Errorf("start job %s: %w", id, err)
 	}
 	if n < 0 {
-		if err := f.Remove(ctx, worker, id, queue); err != nil {
-			return 0, err
-		}
 		return 0, ErrCompleted
 	}
 	return n, nil
 }
 
-// End is Jobs.Finish and Remove in one round trip, group-committed as Begin is: it
+// End is Jobs.Finish and Remove in one script, group-committed as Begin is: it
 // records the outcome of attempt (a final one also drops the checkpoint) and that
 // worker is done with the task. Errors: ErrStaleAttempt (the task is unindexed all the
 // same), or Redis's.
 func (f *InFlight) End(ctx context.Context, worker, id, queue string, attempt int, state string, result []byte, errMsg string, now time.Time) error {
-	keys, args := f.jobs.finishArgs(id, queue, attempt, state, result, errMsg, now)
+	keys, args := f.jobs.finishArgs(id, queue, worker, attempt, state, result, errMsg, now)
 	var finish *redis.Cmd
 	err := f.batch.do(func(ctx context.Context, p redis.Pipeliner) *redis.Cmd {
 		finish = finishScript.EvalSha(ctx, p, keys, args...)
-		p.HDel(ctx, inflightKey(queue, worker), id)
 		return finish
 	}, finishScript)
 	if err != nil {

@@ -334,7 +334,7 @@ var ErrStaleAttempt = errors.New("a newer attempt owns the job record")
 // counts in the queue's completions of the minute (see Completions), in the same
 // script. Errors: ErrStaleAttempt, or Redis's.
 func (s *Jobs) Finish(ctx context.Context, id, queue string, attempt int, state string, result []byte, errMsg string, now time.Time) error {
-	keys, args := s.finishArgs(id, queue, attempt, state, result, errMsg, now)
+	keys, args := s.finishArgs(id, queue, "", attempt, state, result, errMsg, now)
 	n, err := finishScript.Run(ctx, s.rdb, keys, args...).Int()
 	if err != nil {
 		return fmt.Errorf("update job %s: %w", id, err)
@@ -347,23 +347,31 @@ func (s *Jobs) Finish(ctx context.Context, id, queue string, attempt int, state 
 
 // finishArgs are the keys and arguments of finish.lua: a final outcome also removes
 // the job's checkpoint, in the same step and only if this attempt is current; a
-// completion counts in its queue's completions of the minute.
-func (s *Jobs) finishArgs(id, queue string, attempt int, state string, result []byte, errMsg string, now time.Time) ([]string, []any) {
+// completion counts in its queue's completions of the minute; with worker, the task
+// leaves that worker's in-flight index. Every key is in the queue's slot.
+func (s *Jobs) finishArgs(id, queue, worker string, attempt int, state string, result []byte, errMsg string, now time.Time) ([]string, []any) {
 	event := state + " " + now.UTC().Format(time.RFC3339Nano)
 	if state == StateRetry || state == StateFailed {
 		event += " attempt " + strconv.Itoa(attempt)
 	}
-	keys := []string{jobKey(queue, id)}
-	args := []any{attempt, int64(s.retention / time.Second), event, "state", state, "error", errMsg}
+	flags := ""
+	if state == StateCompleted || state == StateFailed {
+		flags += "f"
+	}
+	if state == StateCompleted {
+		flags += "c"
+	}
+	index := inflightKey(queue, worker)
+	if worker != "" {
+		flags += "i"
+	}
+	keys := []string{jobKey(queue, id), CheckpointKey(queue, id), completedKey(queue, now.Unix()/60), index}
+	args := []any{attempt, int64(s.retention / time.Second), event, flags, id, "state", state, "error", errMsg}
 	if result != nil {
 		args = append(args, "result", string(result))
 	}
-	if state == StateCompleted || state == StateFailed {
+	if flags != "" && flags[0] == 'f' {
 		args = append(args, "completed_at", now.UTC().Format(time.RFC3339Nano))
-		keys = append(keys, CheckpointKey(queue, id))
-		if state == StateCompleted {
-			keys = append(keys, completedKey(queue, now.Unix()/60))
-		}
 	}
 	return keys, args
 }

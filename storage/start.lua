@@ -1,6 +1,8 @@
--- KEYS[1] job hash; ARGV: type, queue, now (RFC 3339), ttl seconds, worker id (the
--- owner of this attempt, which recovery checks; "" for none).
--- Returns the new attempt count, or -1 when the job already completed.
+-- KEYS[1] job hash; KEYS[2] (optional) the worker's in-flight index of the queue, in
+-- the same slot. ARGV: type, queue, now (RFC 3339), ttl seconds, worker id (the owner
+-- of this attempt, which recovery checks; "" for none), task id (with KEYS[2]).
+-- Returns the new attempt count (the task is then indexed), or -1 when the job already
+-- completed (nothing changes).
 local key = KEYS[1]
 if redis.call("HGET", key, "state") == "completed" then
   return -1
@@ -8,6 +10,9 @@ end
 redis.call("HSETNX", key, "type", ARGV[1])
 redis.call("HSETNX", key, "queue", ARGV[2])
 redis.call("HSETNX", key, "created_at", ARGV[3])
+if KEYS[2] then
+  redis.call("HSET", KEYS[2], ARGV[6], ARGV[2])
+end
 redis.call("HSET", key, "state", "active", "error", "")
 if ARGV[5] and ARGV[5] ~= "" then
   redis.call("HSET", key, "worker", ARGV[5])
