@@ -66,6 +66,11 @@ func (b *bench) logf(format string, args ...any) {
 	fmt.Fprintf(b.progress, "[%5.1fs] %s\n", time.Since(b.started).Seconds(), fmt.Sprintf(format, args...))
 }
 
+// figureNames are the figures runFigures measures, for -only: enqueue; drain (20,000
+// jobs, shoestring and baseline b); scaling (drain at scaleN); serve (idle RSS, cached
+// /health, thumbnails).
+var figureNames = []string{"enqueue", "drain", "scaling", "serve"}
+
 // runFigures measures every figure in turn on an empty Redis; a figure that fails is
 // reported and the others still run.
 func (b *bench) runFigures(ctx context.Context) *report {
@@ -76,10 +81,13 @@ func (b *bench) runFigures(ctx context.Context) *report {
 	}{
 		{"enqueue", b.enqueueFigure},
 		{"drain", b.drainFigure},
-		{"drain scaling", b.scalingFigure},
-		{"serve (idle RSS, /health, thumbnails)", b.serveFigures},
+		{"scaling", b.scalingFigure},
+		{"serve", b.serveFigures},
 	}
 	for _, f := range figures {
+		if b.opts.only != nil && !b.opts.only[f.name] {
+			continue
+		}
 		if ctx.Err() != nil {
 			b.rep.fail(f.name, ctx.Err())
 			continue
@@ -114,7 +122,6 @@ func (b *bench) env(extra ...string) []string {
 	env = append(env,
 		"REDIS_URL="+b.redis.URL(),
 		"BLOB_URL=file://"+filepath.Join(b.dir, "blobs"),
-		"LOG_LEVEL=warn",
 		"DEMO_TASKS=true",
 		"API_TOKEN="+apiToken,
 	)
@@ -467,7 +474,7 @@ func (b *bench) checkCompleted(ctx context.Context, ids []string) error {
 
 func (b *bench) serveFigures(ctx context.Context) error {
 	b.logf("serve: shoestring serve (web + worker child)")
-	p, url, err := b.startHTTP(ctx, "serve", "LOG_FORMAT=json")
+	p, url, err := b.startHTTP(ctx, "serve")
 	if err != nil {
 		return err
 	}

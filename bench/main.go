@@ -22,6 +22,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -48,15 +49,16 @@ func main() {
 
 // options are the sizes of the figures.
 type options struct {
-	enqueueN   int           // POST /api/v1/jobs requests measured
-	warmup     int           // requests sent before measuring
-	drainN     int           // jobs drained, shoestring vs asynq
-	scaleN     []int         // jobs drained by shoestring, to see the cost per job
-	healthConc int           // concurrent connections on /health
-	healthDur  time.Duration // how long /health is loaded
-	idleWait   time.Duration // how long serve idles before its RSS is read
-	thumbRuns  int           // thumbnail jobs averaged
-	rounds     int           // turns shoestring and its baseline take under HTTP load
+	enqueueN   int             // POST /api/v1/jobs requests measured
+	warmup     int             // requests sent before measuring
+	drainN     int             // jobs drained, shoestring vs asynq
+	scaleN     []int           // jobs drained by shoestring, to see the cost per job
+	healthConc int             // concurrent connections on /health
+	healthDur  time.Duration   // how long /health is loaded
+	idleWait   time.Duration   // how long serve idles before its RSS is read
+	thumbRuns  int             // thumbnail jobs averaged
+	rounds     int             // turns shoestring and its baseline take under HTTP load
+	only       map[string]bool // the figures to run (see figureNames); nil: all
 }
 
 var (
@@ -73,6 +75,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	quick := fs.Bool("quick", false, "smaller counts: under a minute")
 	keep := fs.Bool("keep", false, "keep the temp dir with the processes' logs")
+	only := fs.String("only", "", "comma-separated figures to run (enqueue, drain, scaling, serve); all when empty")
 	if err := fs.Parse(args[1:]); errors.Is(err, flag.ErrHelp) {
 		return nil
 	} else if err != nil {
@@ -81,6 +84,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	opts := defaultOptions
 	if *quick {
 		opts = quickOptions
+	}
+	if *only != "" {
+		opts.only = map[string]bool{}
+		for name := range strings.SplitSeq(*only, ",") {
+			name = strings.TrimSpace(name)
+			if !slices.Contains(figureNames, name) {
+				return fmt.Errorf("-only: no figure %q (have %s)", name, strings.Join(figureNames, ", "))
+			}
+			opts.only[name] = true
+		}
 	}
 	started := time.Now()
 	printHeader(stdout, args[1:])
