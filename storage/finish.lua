@@ -11,19 +11,23 @@
 if string.find(ARGV[4], "i", 1, true) then
   redis.call("HDEL", KEYS[4], ARGV[5])
 end
-if ARGV[1] ~= "0" and redis.call("HGET", KEYS[1], "attempts") ~= ARGV[1] then
+local f = redis.call("HMGET", KEYS[1], "attempts", "events")
+if ARGV[1] ~= "0" and f[1] ~= ARGV[1] then
   return 0
 end
-redis.call("HSET", KEYS[1], unpack(ARGV, 6))
-if ARGV[3] ~= "" and redis.call("HSTRLEN", KEYS[1], "events") < 8192 then
-  redis.call("HSET", KEYS[1], "events", (redis.call("HGET", KEYS[1], "events") or "") .. ARGV[3] .. "\n")
+local set = {unpack(ARGV, 6)}
+if ARGV[3] ~= "" then
+  local events = f[2] or ""
+  if #events < 8192 then
+    set[#set + 1] = "events"; set[#set + 1] = events .. ARGV[3] .. "\n"
+  end
 end
+redis.call("HSET", KEYS[1], unpack(set))
 redis.call("EXPIRE", KEYS[1], ARGV[2])
 if string.find(ARGV[4], "f", 1, true) then
   redis.call("DEL", KEYS[2])
 end
-if string.find(ARGV[4], "c", 1, true) then
-  redis.call("INCR", KEYS[3])
+if string.find(ARGV[4], "c", 1, true) and redis.call("INCR", KEYS[3]) == 1 then
   redis.call("EXPIRE", KEYS[3], 7200)
 end
 return 1

@@ -84,11 +84,21 @@ func (h *Heartbeats) Beat(ctx context.Context, b WorkerBeat, ttl time.Duration) 
 func aliveKey(id string) string { return workerKey(id) + ":alive" }
 
 // Pulse records that worker id is alive for the next ttl, measured by Redis's clock
-// (so hosts' clocks may disagree). A worker pulses more often than it beats: a dead
-// worker's pulse lapses within seconds, and every process's reaper then requeues its
-// tasks (InFlight.ClaimDead).
+// (so hosts' clocks may disagree), and lists it among the workers whose in-flight
+// index reapers read, in one round trip (one per node on a cluster). A worker pulses
+// more often than it beats, and before it takes its first task: a dead worker's pulse
+// lapses within seconds, and every process's reaper then requeues its tasks
+// (InFlight.ClaimDead). Listing it here rather than in every InFlight.Begin saves a
+// command per task; a worker a reaper took for dead and unlisted lists itself again
+// at its next pulse, and a task indexed in between is still found, by the reapers'
+// sweep for active tasks in no listed index.
 func (h *Heartbeats) Pulse(ctx context.Context, id string, ttl time.Duration) error {
-	if err := h.rdb.Set(ctx, aliveKey(id), "1", ttl).Err(); err != nil {
+	_, err := h.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, aliveKey(id), "1", ttl)
+		p.SAdd(ctx, inflightWorkers, id)
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("pulse: %w", err)
 	}
 	return nil

@@ -56,9 +56,10 @@ func (f *InFlight) Remove(ctx context.Context, worker, id, queue string) error {
 	return nil
 }
 
-// Begin is Jobs.Start and Add in one round trip, shared with other tasks' Begin and
-// End calls waiting at the same time (group commit, see batcher): it marks job id
-// active, counts the attempt and records that worker runs it. Once sent it waits for
+// Begin is Jobs.Start and Add in one script, shared with other tasks' Begin and End
+// calls waiting at the same time (group commit, see batcher): it marks job id active,
+// counts the attempt and records that worker runs it. The worker must pulse
+// (Heartbeats.Pulse), which lists it among the indexed workers. Once sent it waits for
 // the outcome whatever ctx says (go-redis's timeouts bound it). Errors: ErrCompleted
 // (the task is then not indexed), or Redis's.
 func (f *InFlight) Begin(ctx context.Context, worker, id, typ, queue string, now time.Time) (int, error) {
@@ -67,7 +68,6 @@ func (f *InFlight) Begin(ctx context.Context, worker, id, typ, queue string, now
 	var start *redis.Cmd
 	err := f.batch.do(func(ctx context.Context, p redis.Pipeliner) *redis.Cmd {
 		start = startScript.EvalSha(ctx, p, keys, args...)
-		p.SAdd(ctx, inflightWorkers, worker) // another slot: not in the script
 		return start
 	}, startScript)
 	if err != nil {

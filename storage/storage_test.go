@@ -509,6 +509,19 @@ func TestClaimDead(t *testing.T) {
 	// dead one of this version, whose record has not expired yet.
 	beats.Beat(ctx, WorkerBeat{ID: "old", BeatAt: time.Now()}, time.Minute)
 	beats.Beat(ctx, WorkerBeat{ID: "dead", BeatAt: time.Now(), Pulse: true}, time.Minute)
+	// A worker listed by its pulse alone (Begin does not list it), whose pulse lapsed.
+	jobs := NewJobs(rdb, time.Hour, "default")
+	if err := jobs.Create(ctx, Job{ID: "l", Type: "echo", Queue: "default", State: StatePending, CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := beats.Pulse(ctx, "lapsed", 20*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inflight.Begin(ctx, "lapsed", "l", "echo", "default", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	beats.Beat(ctx, WorkerBeat{ID: "lapsed", BeatAt: time.Now(), Pulse: true}, time.Minute)
+	time.Sleep(50 * time.Millisecond)
 	var mu sync.Mutex
 	var claims []string
 	var wg sync.WaitGroup
@@ -524,13 +537,14 @@ func TestClaimDead(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if diff := cmp.Diff([]string{"dead"}, claims); diff != "" {
+	slices.Sort(claims)
+	if diff := cmp.Diff([]string{"dead", "lapsed"}, claims); diff != "" {
 		t.Fatalf("claims (-want +got):\n%s", diff)
 	}
 	if err := inflight.Release(ctx, "dead"); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := inflight.ClaimDead(ctx, "again", time.Minute); len(got) != 1 {
+	if got, _ := inflight.ClaimDead(ctx, "again", time.Minute); !slices.Equal(got, []string{"dead"}) {
 		t.Errorf("after Release: claimed %v, want the dead worker again", got)
 	}
 }
