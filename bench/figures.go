@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -221,22 +222,24 @@ func (b *bench) enqueueFigure(ctx context.Context) error {
 		return err
 	}
 	defer b.stop(p)
-	rdb := baselineClient(b.redis.addr)
-	defer rdb.Close()
-	srv, err := serveLocal(bareEnqueue(asynq.NewClientFromRedisClient(rdb)))
+	bp, baseURL, err := b.startBaseline(ctx, "enqueue", "/ready", "-redis", b.redis.addr)
 	if err != nil {
 		return err
 	}
-	defer srv.Stop()
+	defer b.stop(bp)
 
-	for _, url := range []string{ssURL, srv.url} {
+	for _, url := range []string{ssURL, baseURL} {
 		if err := jobLoad(url, b.opts.warmup).run(ctx).err(b.opts.warmup); err != nil {
 			return fmt.Errorf("warm-up of %s: %w", url, err)
 		}
 	}
 	n := b.opts.enqueueN
 	b.logf("enqueue: shoestring web and baseline (a) in %d turns each, %s requests", b.opts.rounds, count(n))
-	ss, base := interleave(ctx, b.opts.rounds, jobLoad(ssURL, n), jobLoad(srv.url, n))
+	// CPU accounted: the server's, redis-server's.
+	ssLoad, baseLoad := jobLoad(ssURL, n), jobLoad(baseURL, n)
+	ssLoad.cpuOf = []int{p.pid(), b.redis.proc.pid()}
+	baseLoad.cpuOf = []int{bp.pid(), b.redis.proc.pid()}
+	ss, base := interleave(ctx, b.opts.rounds, ssLoad, baseLoad)
 	if err := ss.err(n); err != nil {
 		return fmt.Errorf("shoestring web: %w", err)
 	}
@@ -257,6 +260,12 @@ func (b *bench) enqueueFigure(ctx context.Context) error {
 		row{figure: "enqueue latency p50", unit: "ms", ss: ms(ss.pct(50)), base: ms(base.pct(50)), better: lower, baseline: "a"},
 		row{figure: "enqueue latency p99", unit: "ms", ss: ms(ss.pct(99)), base: ms(base.pct(99)), better: lower, baseline: "a"},
 	)
+	if len(ss.cpu) == 2 && len(base.cpu) == 2 {
+		b.rep.add(
+			row{figure: "enqueue CPU per request, server", unit: "µs", ss: us(ss.cpuPerReq(0)), base: us(base.cpuPerReq(0)), better: lower, baseline: "a"},
+			row{figure: "enqueue CPU per request, redis-server", unit: "µs", ss: us(ss.cpuPerReq(1)), base: us(base.cpuPerReq(1)), better: lower, baseline: "a"},
+		)
+	}
 	return nil
 }
 
@@ -282,6 +291,14 @@ type drain struct {
 	prefill time.Duration // enqueueing the n jobs (not part of the drain)
 	startup time.Duration // start of the worker until its first task left pending
 	run     time.Duration // first task taken until none pending or active
+	// CPU time used during run by the worker (the shoestring process, or the bench's
+	// own for baseline b) and by redis-server; zero where /proc is missing.
+	workerCPU, redisCPU time.Duration
+}
+
+// cpuPerJob is worker and Redis CPU time per job.
+func (d drain) cpuPerJob() (worker, redis time.Duration) {
+	return d.workerCPU / time.Duration(d.n), d.redisCPU / time.Duration(d.n)
 }
 
 func (d drain) perJob() time.Duration { return d.run / time.Duration(d.n) }
@@ -303,6 +320,14 @@ func (b *bench) drainFigure(ctx context.Context) error {
 		row{figure: "drain cost per job", unit: "µs", ss: us(ss.perJob()), base: us(base.perJob()), better: lower, baseline: "b"},
 		row{figure: "worker start until its first task", unit: "ms", ss: ms(ss.startup), base: ms(base.startup), better: lower, baseline: "b"},
 	)
+	if ss.workerCPU > 0 && base.workerCPU > 0 {
+		ssw, ssr := ss.cpuPerJob()
+		bw, br := base.cpuPerJob()
+		b.rep.add(
+			row{figure: "drain CPU per job, worker process", unit: "µs", ss: us(ssw), base: us(bw), better: lower, baseline: "b"},
+			row{figure: "drain CPU per job, redis-server", unit: "µs", ss: us(ssr), base: us(br), better: lower, baseline: "b"},
+		)
+	}
 	return nil
 }
 
@@ -354,15 +379,17 @@ func (b *bench) drainBare(ctx context.Context, n int) (drain, error) {
 		return drain{}, err
 	}
 	b.logf("drain: baseline (b), bare asynq.Server, %s jobs", count(n))
-	rdb := baselineClient(b.redis.addr)
-	defer rdb.Close()
-	start := time.Now()
-	w, err := startBareWorker(rdb, b.cfg.Queues)
+	queues, err := json.Marshal(b.cfg.Queues)
 	if err != nil {
 		return drain{}, err
 	}
-	d, err := b.waitDrained(ctx, n, start, nil)
-	w.Stop()
+	start := time.Now()
+	p, _, err := b.startBaseline(ctx, "worker", "", "-redis", b.redis.addr, "-queues", string(queues))
+	if err != nil {
+		return drain{}, err
+	}
+	d, err := b.waitDrained(ctx, n, start, p)
+	b.stop(p)
 	d.prefill = took
 	return d, err
 }
@@ -418,13 +445,15 @@ func (b *bench) waitDrained(ctx context.Context, n int, start time.Time, p *proc
 	timeout := 20*time.Second + time.Duration(n)*time.Millisecond
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var died <-chan struct{}
-	if p != nil {
-		died = p.done
-	}
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
+	cpu := func() (worker, redis time.Duration) {
+		worker, _ = cpuTime(p.pid())
+		redis, _ = cpuTime(b.redis.proc.pid())
+		return worker, redis
+	}
 	var first time.Time
+	var workerCPU0, redisCPU0 time.Duration
 	for {
 		qi, err := b.inspector.GetQueueInfo(echoQueue)
 		if err != nil {
@@ -433,15 +462,18 @@ func (b *bench) waitDrained(ctx context.Context, n int, start time.Time, p *proc
 		now := time.Now()
 		if first.IsZero() && qi.Pending < n {
 			first = now
+			workerCPU0, redisCPU0 = cpu()
 		}
 		if qi.Pending+qi.Active == 0 {
 			if bad := qi.Retry + qi.Archived; bad > 0 {
 				return drain{}, fmt.Errorf("%d of %d tasks failed (retry %d, archived %d)", bad, n, qi.Retry, qi.Archived)
 			}
-			return drain{n: n, startup: first.Sub(start), run: now.Sub(first)}, nil
+			workerCPU, redisCPU := cpu()
+			return drain{n: n, startup: first.Sub(start), run: now.Sub(first),
+				workerCPU: workerCPU - workerCPU0, redisCPU: redisCPU - redisCPU0}, nil
 		}
 		select {
-		case <-died:
+		case <-p.done:
 			return drain{}, fmt.Errorf("%s %w mid-drain (%v); last lines of %s:\n%s", p.name, errExited, p.err, p.logPath, p.logTail(10))
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -556,12 +588,21 @@ func (b *bench) healthFigure(ctx context.Context, p *proc, url string) error {
 	if err != nil {
 		return err
 	}
-	srv, err := serveLocal(bareHealth(answer))
+	canned, err := json.Marshal(cannedJSON{Status: answer.status, Header: answer.header, Body: answer.body})
 	if err != nil {
 		return err
 	}
-	defer srv.Stop()
-	ssLoad, baseLoad := b.healthLoad(url+"/health", answer.status), b.healthLoad(srv.url+"/health", answer.status)
+	answerFile := filepath.Join(b.dir, "health-answer.json")
+	if err := os.WriteFile(answerFile, canned, 0o600); err != nil {
+		return fmt.Errorf("write the canned /health answer: %w", err)
+	}
+	bp, baseURL, err := b.startBaseline(ctx, "health", "/health", "-answer", answerFile)
+	if err != nil {
+		return err
+	}
+	defer b.stop(bp)
+	ssLoad, baseLoad := b.healthLoad(url+"/health", answer.status), b.healthLoad(baseURL+"/health", answer.status)
+	ssLoad.cpuOf, baseLoad.cpuOf = []int{p.pid()}, []int{bp.pid()}
 	for _, l := range []load{ssLoad, baseLoad} {
 		warm := l
 		warm.dur = 500 * time.Millisecond
@@ -583,6 +624,9 @@ func (b *bench) healthFigure(ctx context.Context, p *proc, url string) error {
 		row{figure: what, unit: "req/s", ss: ss.perSec(), base: base.perSec(), better: higher, baseline: "c"},
 		row{figure: "GET /health latency p99", unit: "ms", ss: ms(ss.pct(99)), base: ms(base.pct(99)), better: lower, baseline: "c"},
 	)
+	if len(ss.cpu) == 1 && len(base.cpu) == 1 {
+		b.rep.add(row{figure: "GET /health CPU per request, server", unit: "µs", ss: us(ss.cpuPerReq(0)), base: us(base.cpuPerReq(0)), better: lower, baseline: "c"})
+	}
 	b.rep.note(fmt.Sprintf("(c) answers what shoestring's /health answered: status %d, %d bytes: %s", answer.status, len(answer.body), bytes.TrimSpace(answer.body)))
 	return nil
 }

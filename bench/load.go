@@ -22,6 +22,8 @@ type load struct {
 	want  int           // the status every answer must have
 	// newReq builds one request; it is called concurrently.
 	newReq func(ctx context.Context) (*http.Request, error)
+	// cpuOf are the processes whose CPU time the load accounts (0: the bench's own).
+	cpuOf []int
 }
 
 // loadResult is what a load measured. Latencies are of answered requests, sorted.
@@ -31,6 +33,15 @@ type loadResult struct {
 	firstErr error
 	elapsed  time.Duration
 	lat      []time.Duration
+	cpu      []time.Duration // CPU time each of load.cpuOf used meanwhile; nil without /proc
+}
+
+// cpuPerReq is the CPU time the i-th of load.cpuOf used per answered request.
+func (r loadResult) cpuPerReq(i int) time.Duration {
+	if i >= len(r.cpu) || r.ok == 0 {
+		return 0
+	}
+	return r.cpu[i] / time.Duration(r.ok)
 }
 
 // perSec is the rate of answered requests.
@@ -65,6 +76,13 @@ func (r loadResult) merge(x loadResult) loadResult {
 	r.elapsed += x.elapsed
 	r.lat = append(r.lat, x.lat...)
 	slices.Sort(r.lat)
+	if r.cpu == nil {
+		r.cpu = slices.Clone(x.cpu)
+	} else if len(x.cpu) == len(r.cpu) {
+		for i := range r.cpu {
+			r.cpu[i] += x.cpu[i]
+		}
+	}
 	return r
 }
 
@@ -112,13 +130,14 @@ func (l load) run(ctx context.Context) loadResult {
 	defer cancel()
 
 	var (
-		next   atomic.Int64
-		mu     sync.Mutex // guards res
-		res    loadResult
-		wg     sync.WaitGroup
-		per    = l.count/l.conc + 1
-		starts = time.Now()
+		next atomic.Int64
+		mu   sync.Mutex // guards res
+		res  loadResult
+		wg   sync.WaitGroup
+		per  = l.count/l.conc + 1
 	)
+	cpu0, cpuOK := cpuTimes(l.cpuOf)
+	starts := time.Now()
 	for range l.conc {
 		wg.Add(1)
 		go func() {
@@ -145,9 +164,32 @@ func (l load) run(ctx context.Context) loadResult {
 	}
 	wg.Wait()
 	res.elapsed = time.Since(starts)
+	if cpu1, ok := cpuTimes(l.cpuOf); ok && cpuOK {
+		for i := range cpu1 {
+			cpu1[i] -= cpu0[i]
+		}
+		res.cpu = cpu1
+	}
 	res.ok = len(res.lat)
 	slices.Sort(res.lat)
 	return res
+}
+
+// cpuTimes reads the CPU time of each of pids (0: the bench); ok is false when one
+// cannot be read.
+func cpuTimes(pids []int) ([]time.Duration, bool) {
+	if len(pids) == 0 {
+		return nil, false
+	}
+	out := make([]time.Duration, len(pids))
+	for i, pid := range pids {
+		t, err := cpuTime(pid)
+		if err != nil {
+			return nil, false
+		}
+		out[i] = t
+	}
+	return out, true
 }
 
 // do sends one request and reads its answer to the end.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"time"
 )
 
 // The bench reads /proc and relies on Pdeathsig: on other systems it runs, but the
@@ -38,3 +39,7 @@ func cmdline(int) string { return "" }
 func cpuModel() string { return "unknown CPU (" + runtime.GOOS + ")" }
 
 func loadAvg() string { return "unknown" }
+
+func cpuTime(pid int) (time.Duration, error) {
+	return 0, fmt.Errorf("CPU time of pid %d: %w on %s", pid, errors.ErrUnsupported, runtime.GOOS)
+}

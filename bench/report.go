@@ -65,13 +65,14 @@ func (r *report) print(w io.Writer) {
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", x.figure, x.unit, num(x.ss), base, ratio, better)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Baselines, run inside the bench process on the same redis-server:")
+	fmt.Fprintln(w, "Baselines, each a process of its own (`bench baseline KIND`, Go's defaults, RESP2 as shoestring) on the same redis-server:")
 	fmt.Fprintln(w, "(a) a net/http handler decoding the same JSON body and calling asynq.Client.Enqueue (no job record);")
 	fmt.Fprintln(w, "(b) one asynq.Server, concurrency 10, on shoestring's default QUEUES, with a no-op handler;")
 	fmt.Fprintln(w, "(c) a net/http handler writing the status, headers and body shoestring's cached /health answered;")
 	fmt.Fprintf(w, "(vips) vipsthumbnail, one process per width, Q=%d. HTTP load: closed loop, Go clients with keep-alive in the bench process,\n", thumbQuality)
 	fmt.Fprintln(w, "sharing the CPUs with what they measure. A drain is timed from the first task taken until none is pending or active;")
-	fmt.Fprintln(w, "the start of `shoestring worker` includes its exec, that of (b) does not.")
+	fmt.Fprintln(w, "a worker's start includes its exec. CPU per request or job: utime + stime of the process (/proc, 10 ms ticks) over the")
+	fmt.Fprintln(w, "load or the drain, divided by the requests answered or the jobs drained.")
 
 	r.printScaling(w)
 	if len(r.notes) > 0 {
