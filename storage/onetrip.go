@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -49,7 +50,9 @@ func (s *Jobs) WithRecord(ctx context.Context, j Job) (context.Context, *Record)
 }
 
 // Err is the outcome of writing the record, once the enqueue has returned: nil when
-// it was written, ErrExists when the id was taken, ErrRecordNotSent, or Redis's.
+// it was written, ErrExists when the id was taken, ErrRecordNotSent, or Redis's (a
+// NOSCRIPT error when Redis's script cache lacked the record's script: the task may
+// be queued without its record).
 func (r *Record) Err() error {
 	if !r.sent {
 		return ErrRecordNotSent
@@ -90,13 +93,29 @@ func (h recordHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		r.sent = true
 		keys, args := r.jobs.createArgs(r.job)
 		_, _ = h.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			// EVAL, not EVALSHA: a NOSCRIPT here could not be retried, the task being sent.
-			// Redis caches a script sent by EVAL under its digest all the same.
-			r.create = createScript.Eval(ctx, p, keys, args...)
+			// EVALSHA: the script is not sent, nor hashed by Redis, on every enqueue. After
+			// a restart or a SCRIPT FLUSH the first one answers NOSCRIPT, the task is
+			// queued all the same, and Err says so: the caller then writes the record
+			// with Create, which loads the script for the next ones.
+			r.create = createScript.EvalSha(ctx, p, keys, args...)
 			_ = p.Process(ctx, cmd)
 			r.jobs.index(ctx, p, r.job)
 			return nil
 		})
 		return cmd.Err()
 	}
+}
+
+// PreloadScripts loads the scripts a job's life runs with EVALSHA (its record's
+// creation, start and outcome) into Redis's script cache (every master's, on a
+// cluster), so the first enqueue after a Redis restart carries its record too. A
+// process calls it once Redis answers; without it the first of each is slower, not
+// wrong.
+func PreloadScripts(ctx context.Context, rdb redis.UniversalClient) error {
+	for _, s := range []*redis.Script{createScript, startScript, finishScript} {
+		if err := s.Load(ctx, rdb).Err(); err != nil {
+			return fmt.Errorf("load scripts: %w", err)
+		}
+	}
+	return nil
 }
