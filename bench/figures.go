@@ -347,6 +347,14 @@ func (b *bench) scalingFigure(ctx context.Context) error {
 		return fmt.Errorf("baseline (b), %s jobs: %w", count(n), err)
 	}
 	b.rep.bareScaling = append(b.rep.bareScaling, d)
+	// Is the cost per job flat? The dearest drain over the cheapest, of every size.
+	lo, hi := b.rep.scaling[0].perJob(), b.rep.scaling[0].perJob()
+	for _, d := range b.rep.scaling {
+		lo, hi = min(lo, d.perJob()), max(hi, d.perJob())
+	}
+	b.rep.add(row{figure: fmt.Sprintf("drain cost per job, dearest / cheapest of %d drains (%s to %s jobs)",
+		len(b.rep.scaling), count(slices.Min(b.opts.scaleN)), count(n)), unit: "ratio", ss: float64(hi) / float64(lo),
+		note: "1.00 is flat"})
 	return nil
 }
 
