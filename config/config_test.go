@@ -25,7 +25,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{
-		Port: 8080, BlobURL: "file://./data/blobs", WorkerConcurrency: 10, WorkerFetchers: 1,
+		Port: 8080, BlobURL: "file://./data/blobs", WorkerConcurrency: 10, WorkerFetchers: 4,
 		Queues:          map[string]int{"critical": 6, "default": 3, "low": 1},
 		ShutdownTimeout: 25 * time.Second, MaxUploadBytes: 20 << 20, MaxImagePixels: 50_000_000,
 		ThumbnailSizes: []int{160, 320, 640}, LogLevel: slog.LevelInfo, LogFormat: "text",
@@ -65,7 +65,7 @@ func TestValues(t *testing.T) {
 	}
 	want := Config{
 		Port: 5000, RedisURL: "rediss://u:p@redis.example:6380/2", RedisTLSSkipVerify: true, BlobURL: "mem://",
-		WorkerConcurrency: 3, WorkerFetchers: 1, Queues: map[string]int{"images": 5, "default": 1}, ShutdownTimeout: 9 * time.Second,
+		WorkerConcurrency: 3, WorkerFetchers: 4, Queues: map[string]int{"images": 5, "default": 1}, ShutdownTimeout: 9 * time.Second,
 		MaxUploadBytes: 5_000_000, MaxImagePixels: 1_000_000, ThumbnailSizes: []int{100, 640},
 		LogLevel: slog.LevelDebug, LogFormat: "json", HealthDetails: DetailsAlways,
 		HealthTimeout: 500 * time.Millisecond, JobRetention: 24 * time.Hour,

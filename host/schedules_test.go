@@ -60,7 +60,11 @@ func TestCatchUpMissedTick(t *testing.T) {
 			NextRunAt *time.Time `json:"next_run_at"`
 		}
 	}
-	getJSONAuth(t, a.URL+"/api/v1/schedules", &list)
+	// The tick is recorded just after its job is enqueued: wait for it.
+	waitFor(t, 10*time.Second, func() bool {
+		getJSONAuth(t, a.URL+"/api/v1/schedules", &list)
+		return len(list.Schedules) > 0 && list.Schedules[0].LastJobID != ""
+	})
 	if len(list.Schedules) != 3 || list.Schedules[0].LastJobID != fmt.Sprintf("known@%d", tick) ||
 		list.Schedules[0].LastState != "pending" || list.Schedules[2].NextRunAt == nil {
 		t.Errorf("schedules = %+v", list.Schedules)
