@@ -15,7 +15,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/shoestring-go/shoestring/health"
 	"github.com/shoestring-go/shoestring/storage"
@@ -123,19 +122,11 @@ func requestCounts(tb testing.TB, g prometheus.Gatherer) map[string]uint64 {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
-			l := labelsOf(m)
+			l := labels(m)
 			got[l["route"]+" "+l["code"]] += m.GetHistogram().GetSampleCount()
 		}
 	}
 	return got
-}
-
-func labelsOf(m *dto.Metric) map[string]string {
-	l := map[string]string{}
-	for _, p := range m.GetLabel() {
-		l[p.GetName()] = p.GetValue()
-	}
-	return l
 }
 
 // syncBuffer is a bytes.Buffer safe for concurrent writes, for a logger.
