@@ -151,6 +151,9 @@ type Registry struct {
 type entry struct {
 	Check
 	runs atomic.Int64 // times the checker actually ran
+	// last is the status and time of res, stored with them under mu, so that the
+	// aggregate of cached results can be read without taking every check's lock.
+	last atomic.Pointer[snapshot]
 
 	mu       sync.Mutex
 	res      Result
@@ -214,6 +217,12 @@ func (r *Registry) History() []Change {
 	return slices.Clone(r.history)
 }
 
+// snapshot is a settled result's status and when it was computed.
+type snapshot struct {
+	status Status
+	at     time.Time
+}
+
 // Report is the outcome of running a set of checks.
 type Report struct {
 	Status    Status
@@ -261,6 +270,29 @@ func (r *Registry) Run(ctx context.Context, keep func(Check) bool) Report {
 	return rep
 }
 
+// cachedStatus returns the worst status of the checks that keep selects (all when keep
+// is nil) and true when each has a result younger than Options.Cache as of now;
+// false, with no check run, when any has none (Run must run it). Healthy when none is
+// selected. It takes no lock and allocates nothing: it is what a crowd of pingers of
+// the terse answer costs.
+func (r *Registry) cachedStatus(keep func(Check) bool, now time.Time) (Status, bool) {
+	if r.opts.Cache <= 0 {
+		return Healthy, false
+	}
+	worst := Healthy
+	for _, e := range r.entries {
+		if keep != nil && !keep(e.Check) {
+			continue
+		}
+		s := e.last.Load()
+		if s == nil || now.Sub(s.at) >= r.opts.Cache {
+			return Healthy, false
+		}
+		worst = max(worst, s.status)
+	}
+	return worst, true
+}
+
 // cached returns e's result while it is younger than the cache time.
 func (r *Registry) cached(e *entry) (Result, bool) {
 	e.mu.Lock()
@@ -301,6 +333,7 @@ func (r *Registry) result(ctx context.Context, e *entry) Result {
 	e.mu.Lock()
 	res := r.settle(e, raw)
 	e.res, e.at, e.inflight = res, time.Now(), nil
+	e.last.Store(&snapshot{status: res.Status, at: e.at})
 	e.mu.Unlock()
 	close(ch)
 	return res

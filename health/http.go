@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -39,14 +40,37 @@ type Endpoints struct {
 	CORSOrigins []string
 	Logger      *slog.Logger
 
+	// The keep-alive record, written by every request: the count, the Unix time in ns
+	// of the last ping (0 before the first), and its user agent, replaced only when it
+	// differs from the last one's, so a steady pinger allocates nothing.
 	pings    atomic.Int64
-	lastPing atomic.Pointer[ping]
+	lastAt   atomic.Int64
+	lastUA   atomic.Pointer[string]
+	headers  sync.Once
+	prepared answerHeaders // set once, by the first request, from the fields above
 }
 
-type ping struct {
-	At        time.Time
-	UserAgent string
+// answerHeaders are the header values of the answers, built once and shared by every
+// response: each slice has cap == len, so that a later Add to the response copies it
+// rather than write into it.
+type answerHeaders struct {
+	contentType      []string // application/json
+	noStore          []string
+	maxAge           []string // max-age=<CacheMaxAge in s>, for the terse cacheable answer
+	vary             []string // what write varies on
+	varyOrigin       []string // Origin, what wrap varies on with CORS
+	varyOriginAndAll []string // varyOrigin then vary, the Vary of a CORS answer
 }
+
+// terseBodies are the default-format answers without details, by status: byte for
+// byte what json.Encoder writes for reportJSON{Status: s}.
+var terseBodies = func() [Unhealthy + 1][]byte {
+	var b [Unhealthy + 1][]byte
+	for s := Healthy; s <= Unhealthy; s++ {
+		b[s] = []byte(`{"status":"` + s.String() + `"}` + "\n")
+	}
+	return b
+}()
 
 type checkJSON struct {
 	Status      Status         `json:"status"`
@@ -73,16 +97,30 @@ type reportJSON struct {
 // Live answers 200 while the process can answer at all. It runs no check and touches
 // nothing outside the process, so a Redis outage never gets an instance killed.
 func (e *Endpoints) Live() http.Handler {
-	return e.wrap(func(w http.ResponseWriter, r *http.Request) {
-		e.write(w, r, Report{Status: Healthy, CheckedAt: time.Now().UTC()}, false)
+	return e.wrap(func(w http.ResponseWriter, r *http.Request, now time.Time) {
+		if e.terse(r) {
+			e.writeTerse(w, r, Healthy, false)
+			return
+		}
+		e.write(w, r, Report{Status: Healthy, CheckedAt: now.UTC()}, false)
 	})
 }
 
 // Ready answers 200 only when the instance is Ready and no check tagged "ready" is
 // Unhealthy; 503 while starting, Busy or draining.
 func (e *Endpoints) Ready() http.Handler {
-	return e.wrap(func(w http.ResponseWriter, r *http.Request) {
-		rep := e.Registry.Run(r.Context(), func(c Check) bool { return c.HasTag(TagReady) })
+	ready := func(c Check) bool { return c.HasTag(TagReady) }
+	return e.wrap(func(w http.ResponseWriter, r *http.Request, now time.Time) {
+		if e.terse(r) {
+			if status, ok := e.Registry.cachedStatus(ready, now); ok {
+				if e.State.Get() != Ready {
+					status = Unhealthy
+				}
+				e.writeTerse(w, r, status, true)
+				return
+			}
+		}
+		rep := e.Registry.Run(r.Context(), ready)
 		if e.State.Get() != Ready {
 			rep.Checks["instance"] = Result{Status: Unhealthy, Description: "instance is " + e.State.String(), At: time.Now().UTC()}
 			rep.checks = append(rep.checks, Check{Name: "instance", Measurement: "state", ComponentType: "system"})
@@ -94,24 +132,35 @@ func (e *Endpoints) Ready() http.Handler {
 
 // All answers the aggregate of every registered check.
 func (e *Endpoints) All() http.Handler {
-	return e.wrap(func(w http.ResponseWriter, r *http.Request) {
-		e.write(w, r, e.Registry.Run(r.Context(), nil), true)
-	})
+	return e.checked(nil)
 }
 
 // One answers the check called name alone.
 func (e *Endpoints) One(name string) http.Handler {
-	return e.wrap(func(w http.ResponseWriter, r *http.Request) {
-		e.write(w, r, e.Registry.Run(r.Context(), func(c Check) bool { return c.Name == name }), true)
+	return e.checked(func(c Check) bool { return c.Name == name })
+}
+
+// checked answers the aggregate of the checks keep selects (all when nil): from the
+// cache alone when the answer is terse and every one is cached, else through Run.
+func (e *Endpoints) checked(keep func(Check) bool) http.Handler {
+	return e.wrap(func(w http.ResponseWriter, r *http.Request, now time.Time) {
+		if e.terse(r) {
+			if status, ok := e.Registry.cachedStatus(keep, now); ok {
+				e.writeTerse(w, r, status, true)
+				return
+			}
+		}
+		e.write(w, r, e.Registry.Run(r.Context(), keep), true)
 	})
 }
 
 // wrap counts the request as a keep-alive ping and applies CORS, answering preflight
-// requests itself.
-func (e *Endpoints) wrap(h http.HandlerFunc) http.Handler {
+// requests itself; h gets the time of the ping.
+func (e *Endpoints) wrap(h func(w http.ResponseWriter, r *http.Request, now time.Time)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.headers.Do(e.prepare)
 		if len(e.CORSOrigins) > 0 {
-			w.Header().Add("Vary", "Origin")
+			addShared(w.Header(), "Vary", e.prepared.varyOrigin)
 		}
 		if origin := r.Header.Get("Origin"); origin != "" && len(e.CORSOrigins) > 0 {
 			allowed := slices.Contains(e.CORSOrigins, "*") || slices.Contains(e.CORSOrigins, origin)
@@ -128,20 +177,89 @@ func (e *Endpoints) wrap(h http.HandlerFunc) http.Handler {
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
+		now := time.Now()
 		e.pings.Add(1)
-		e.lastPing.Store(&ping{At: time.Now().UTC(), UserAgent: r.UserAgent()})
-		h(w, r)
+		e.lastAt.Store(now.UnixNano())
+		if ua, last := r.UserAgent(), e.lastUA.Load(); last == nil || *last != ua {
+			p := new(string)
+			*p = ua
+			e.lastUA.Store(p)
+		}
+		h(w, r, now)
 	})
 }
 
+// prepare builds the shared header values from the fields.
+func (e *Endpoints) prepare() {
+	vary := "Accept, Authorization, X-Api-Key"
+	e.prepared = answerHeaders{
+		contentType:      []string{"application/json"},
+		noStore:          []string{"no-store"},
+		maxAge:           []string{"max-age=" + strconv.Itoa(int(e.CacheMaxAge/time.Second))},
+		vary:             []string{vary},
+		varyOrigin:       []string{"Origin"},
+		varyOriginAndAll: []string{"Origin", vary},
+	}
+}
+
+// addShared adds vs to h[key] as Header.Add would, sharing vs when h has no value
+// yet: vs must have cap == len and never be written to.
+func addShared(h http.Header, key string, vs []string) {
+	if old := h[key]; len(old) > 0 {
+		h[key] = append(old, vs...)
+		return
+	}
+	h[key] = vs
+}
+
 // Pings reports the keep-alive record: how many health requests were answered, and
-// the time and user agent of the last (zero before the first). Safe for concurrent use.
+// the time (UTC) and user agent of the last (zero before the first). Of requests
+// answered at the same moment, the time may be one's and the user agent another's.
+// Safe for concurrent use.
 func (e *Endpoints) Pings() (count int64, lastAt time.Time, userAgent string) {
 	count = e.pings.Load()
-	if p := e.lastPing.Load(); p != nil {
-		lastAt, userAgent = p.At, p.UserAgent
+	if ns := e.lastAt.Load(); ns != 0 {
+		lastAt = time.Unix(0, ns).UTC()
+	}
+	if ua := e.lastUA.Load(); ua != nil {
+		userAgent = *ua
 	}
 	return count, lastAt, userAgent
+}
+
+// terse reports whether r is answered with the status alone in the default format:
+// no details and no application/health+json.
+func (e *Endpoints) terse(r *http.Request) bool {
+	return !e.showDetails(r) && !wantsHealthJSON(r)
+}
+
+// writeTerse writes what write writes for a report of status when terse(r), from the
+// shared header values and bodies; for a status without its own body, it calls write.
+func (e *Endpoints) writeTerse(w http.ResponseWriter, r *http.Request, status Status, cacheable bool) {
+	if status < Healthy || status > Unhealthy {
+		e.write(w, r, Report{Status: status}, cacheable)
+		return
+	}
+	p := &e.prepared
+	h := w.Header()
+	h["Content-Type"] = p.contentType
+	if !cacheable || e.CacheMaxAge < time.Second {
+		h["Cache-Control"] = p.noStore
+	} else {
+		h["Cache-Control"] = p.maxAge
+	}
+	if v := h["Vary"]; len(v) == 1 && &v[0] == &p.varyOrigin[0] {
+		h["Vary"] = p.varyOriginAndAll // what wrap added, and ours
+	} else {
+		addShared(h, "Vary", p.vary)
+	}
+	w.WriteHeader(status.HTTPStatus())
+	if r.Method == http.MethodHead {
+		return
+	}
+	if _, err := w.Write(terseBodies[status]); err != nil {
+		e.Logger.DebugContext(r.Context(), "write health response", "err", err)
+	}
 }
 
 func (e *Endpoints) write(w http.ResponseWriter, r *http.Request, rep Report, cacheable bool) {
@@ -164,7 +282,7 @@ func (e *Endpoints) write(w http.ResponseWriter, r *http.Request, rep Report, ca
 	default:
 		w.Header().Set("Cache-Control", "max-age="+strconv.Itoa(int(e.CacheMaxAge/time.Second)))
 	}
-	w.Header().Add("Vary", "Accept, Authorization, X-Api-Key")
+	addShared(w.Header(), "Vary", e.prepared.vary)
 	w.WriteHeader(rep.Status.HTTPStatus())
 	if r.Method == http.MethodHead {
 		return
@@ -186,9 +304,10 @@ func (e *Endpoints) jsonReport(rep Report, details bool) reportJSON {
 		body.Checks[name] = checkJSON{Status: res.Status, Description: res.Description, DurationMS: durationMS(res.Duration), Data: res.Data}
 	}
 	body.History = e.Registry.History()
-	body.Pings = &pingsJSON{Count: e.pings.Load()}
-	if p := e.lastPing.Load(); p != nil {
-		body.Pings.LastAt, body.Pings.LastUserAgent = &p.At, p.UserAgent
+	count, lastAt, ua := e.Pings()
+	body.Pings = &pingsJSON{Count: count, LastUserAgent: ua}
+	if !lastAt.IsZero() {
+		body.Pings.LastAt = &lastAt
 	}
 	return body
 }
@@ -197,8 +316,22 @@ func durationMS(d time.Duration) float64 { return float64(d.Microseconds()) / 10
 
 // wantsHealthJSON reports whether Accept names application/health+json.
 func wantsHealthJSON(r *http.Request) bool {
-	for part := range strings.SplitSeq(r.Header.Get("Accept"), ",") {
+	accept := r.Header.Get("Accept")
+	if !containsFold(accept, "+json") {
+		return false // what browsers and pingers send: no media type to parse
+	}
+	for part := range strings.SplitSeq(accept, ",") {
 		if mt, _, err := mime.ParseMediaType(strings.TrimSpace(part)); err == nil && mt == ContentTypeHealthJSON {
+			return true
+		}
+	}
+	return false
+}
+
+// containsFold reports whether sub (ASCII) is in s, in any case.
+func containsFold(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
 			return true
 		}
 	}
@@ -223,7 +356,7 @@ func keyMatches(r *http.Request, want string, withAPIKey bool) bool {
 	given := BearerToken(r)
 	if withAPIKey && given == "" {
 		given = r.Header.Get("X-Api-Key")
-		if given == "" {
+		if given == "" && r.URL.RawQuery != "" {
 			given = r.URL.Query().Get("api-key")
 		}
 	}

@@ -10,8 +10,10 @@
 package telemetry
 
 import (
+	"maps"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -156,8 +158,12 @@ func NewRecovered(reg prometheus.Registerer) prometheus.Counter {
 type HTTP struct {
 	duration *prometheus.HistogramVec
 
-	mu     sync.RWMutex
-	series map[httpKey]prometheus.Observer
+	// series are the label lookups, cached per (route, code). The map is never written
+	// once stored: a new pair stores a copy with it, under mu. The pairs are bounded
+	// (route templates by status codes), so after the first requests every request
+	// reads it without a lock or a write to memory other requests read.
+	mu     sync.Mutex
+	series atomic.Pointer[map[httpKey]prometheus.Observer]
 }
 
 type httpKey struct {
@@ -174,28 +180,38 @@ func NewHTTP(reg prometheus.Registerer) *HTTP {
 			// 1 ms to about 30 s: health and JSON routes take milliseconds, uploads seconds.
 			Buckets: prometheus.ExponentialBucketsRange(0.001, 30, 14),
 		}, []string{"route", "code"}),
-		series: make(map[httpKey]prometheus.Observer),
 	}
+	h.series.Store(&map[httpKey]prometheus.Observer{})
 	reg.MustRegister(h.duration)
 	return h
 }
 
 // ObserveRequest records one request answered with code after took, under its route
 // template (e.g. "/api/v1/jobs/{id}", never the raw path, so the label stays bounded).
+// Safe for concurrent use; after the first request of a (route, code) pair it takes no
+// lock and allocates nothing.
 func (h *HTTP) ObserveRequest(route string, code int, took time.Duration) {
 	k := httpKey{route, code}
-	h.mu.RLock()
-	o, ok := h.series[k]
-	h.mu.RUnlock()
+	o, ok := (*h.series.Load())[k]
 	if !ok {
-		h.mu.Lock()
-		if o, ok = h.series[k]; !ok {
-			o = h.duration.WithLabelValues(route, strconv.Itoa(code))
-			h.series[k] = o
-		}
-		h.mu.Unlock()
+		o = h.add(k)
 	}
 	o.Observe(took.Seconds())
+}
+
+// add stores the series of k in a copy of the series map.
+func (h *HTTP) add(k httpKey) prometheus.Observer {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	old := *h.series.Load()
+	if o, ok := old[k]; ok {
+		return o
+	}
+	o := h.duration.WithLabelValues(k.route, strconv.Itoa(k.code))
+	m := maps.Clone(old)
+	m[k] = o
+	h.series.Store(&m)
+	return o
 }
 
 var _ worker.Metrics = (*Jobs)(nil)

@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -111,6 +113,61 @@ func TestJobsNoAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("TaskDone allocates %v times per task, want 0", allocs)
+	}
+}
+
+// TestHTTPConcurrent: requests recorded from many goroutines at once, on new and known
+// (route, code) pairs, are all counted, each under its own pair.
+func TestHTTPConcurrent(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	h := telemetry.NewHTTP(reg)
+	routes := []string{"/health", "/health/live", "/api/v1/jobs/{id}"}
+	codes := []int{200, 404, 503}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 100 {
+				for _, r := range routes {
+					for _, c := range codes {
+						h.ObserveRequest(r, c, time.Millisecond)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	got := map[string]uint64{}
+	for _, m := range scrape(t, reg)["shoestring_http_request_duration_seconds"].GetMetric() {
+		var route, code string
+		for _, l := range m.GetLabel() {
+			switch l.GetName() {
+			case "route":
+				route = l.GetValue()
+			case "code":
+				code = l.GetValue()
+			}
+		}
+		got[route+" "+code] = m.GetHistogram().GetSampleCount()
+	}
+	want := map[string]uint64{}
+	for _, r := range routes {
+		for _, c := range codes {
+			want[r+" "+strconv.Itoa(c)] = 800
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("requests by route and code (-want +got):\n%s", diff)
+	}
+}
+
+// TestHTTPNoAllocs: once a (route, code) pair is known, recording a request allocates
+// nothing (not parallel: AllocsPerRun measures the whole process).
+func TestHTTPNoAllocs(t *testing.T) {
+	h := telemetry.NewHTTP(prometheus.NewRegistry())
+	h.ObserveRequest("/health", 200, time.Millisecond)
+	if allocs := testing.AllocsPerRun(1000, func() { h.ObserveRequest("/health", 200, time.Millisecond) }); allocs != 0 {
+		t.Errorf("ObserveRequest allocates %v times per request, want 0", allocs)
 	}
 }
 

@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/shoestring-go/shoestring/storage"
@@ -143,20 +142,10 @@ func errorHandler(status int, msg string) http.Handler {
 	})
 }
 
-type loggerKey struct{}
-
-// requestLog is what the request middleware puts in a request's context: its logger,
-// and the attributes handlers add to the request's log line.
-type requestLog struct {
-	log   *slog.Logger
-	mu    sync.Mutex
-	attrs []any
-}
-
 // loggerFrom is the logger the request middleware put in ctx, or slog's default.
 func loggerFrom(ctx context.Context) *slog.Logger {
-	if l, ok := ctx.Value(loggerKey{}).(*requestLog); ok {
-		return l.log
+	if rq := requestFrom(ctx); rq != nil {
+		return rq.log
 	}
 	return slog.Default()
 }
@@ -164,15 +153,16 @@ func loggerFrom(ctx context.Context) *slog.Logger {
 // AddRequestLogAttrs adds args (slog's alternating keys and values) to the "http
 // request" line logged for the request whose context is ctx, as a handler that
 // created a job names it there instead of logging a line of its own. It reports false
-// when ctx is not a request's (nothing is added). Safe for concurrent use.
+// when ctx is not a request's (nothing is added), as for the health routes, which are
+// answered without a request log. Safe for concurrent use.
 func AddRequestLogAttrs(ctx context.Context, args ...any) bool {
-	l, ok := ctx.Value(loggerKey{}).(*requestLog)
-	if !ok {
+	rq := requestFrom(ctx)
+	if rq == nil {
 		return false
 	}
-	l.mu.Lock()
-	l.attrs = append(l.attrs, args...)
-	l.mu.Unlock()
+	rq.mu.Lock()
+	rq.attrs = append(rq.attrs, args...)
+	rq.mu.Unlock()
 	return true
 }
 

@@ -1,7 +1,6 @@
 package web
 
 import (
-	"context"
 	"crypto/subtle"
 	"net/http"
 	"strings"
@@ -61,18 +60,6 @@ func bearer(r *http.Request) []byte {
 	return []byte(strings.TrimSpace(token))
 }
 
-// routeLabel is where the router tells the request logger which route matched: the
-// logger sits outside the router, which hands the matched route only to the handler.
-type routeLabel struct{ template string }
-
-type routeLabelKey struct{}
-
-// withRouteLabel returns r with an empty route label in its context.
-func withRouteLabel(r *http.Request) (*http.Request, *routeLabel) {
-	l := &routeLabel{}
-	return r.WithContext(context.WithValue(r.Context(), routeLabelKey{}, l)), l
-}
-
 // labelRoute is router middleware that records the matched route's path template.
 func labelRoute(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -81,13 +68,15 @@ func labelRoute(next http.Handler) http.Handler {
 	})
 }
 
+// setRouteLabel tells the request logger, which sits outside the router (the router
+// hands the matched route only to the handler), the template of route.
 func setRouteLabel(r *http.Request, route *mux.Route) {
-	l, ok := r.Context().Value(routeLabelKey{}).(*routeLabel)
-	if !ok || route == nil {
+	rq := requestFrom(r.Context())
+	if rq == nil || route == nil {
 		return
 	}
 	if tmpl, err := route.GetPathTemplate(); err == nil {
-		l.template = tmpl
+		rq.template = tmpl
 	}
 }
 

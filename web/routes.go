@@ -2,6 +2,7 @@ package web
 
 import (
 	"net/http"
+	"path"
 	"strings"
 
 	"github.com/gorilla/mux"
@@ -35,11 +36,20 @@ func addRoutes(d Deps) http.Handler {
 	}
 	// OPTIONS: CORS preflight, answered by the health handlers themselves.
 	hget := append(get, http.MethodOptions)
-	r.Handle(hp, d.Health.All()).Methods(hget...)
-	r.Handle(hp+"/live", d.Health.Live()).Methods(hget...)
-	r.Handle(hp+"/ready", d.Health.Ready()).Methods(hget...)
+	direct := map[string]healthRoute{} // what serveHealth answers without the router
+	handleHealth := func(p string, h http.Handler) {
+		r.Handle(p, h).Methods(hget...)
+		// The router matches the first route of a path, takes braces for a pattern, and
+		// redirects to the clean path: those stay the router's.
+		if _, dup := direct[p]; !dup && !strings.ContainsAny(p, "{}") && path.Clean(p) == p {
+			direct[p] = healthRoute{template: p, handler: h}
+		}
+	}
+	handleHealth(hp, d.Health.All())
+	handleHealth(hp+"/live", d.Health.Live())
+	handleHealth(hp+"/ready", d.Health.Ready())
 	for _, name := range d.Health.Registry.Names() {
-		r.Handle(hp+"/"+name, d.Health.One(name)).Methods(hget...)
+		handleHealth(hp+"/"+name, d.Health.One(name))
 	}
 	if d.Admin != nil {
 		r.Handle("/admin/busy", d.Admin.Busy()).Methods(http.MethodPost)
@@ -61,7 +71,7 @@ func addRoutes(d Deps) http.Handler {
 		r.Handle("/metrics", MetricsHandler(d.Metrics, d.MetricsTokens...)).Methods(get...)
 	}
 
-	return logRequests(d.Logger, hp, d.Requests, recoverPanics(r))
+	return serveHealth(d.Logger, hp, d.Requests, direct, logRequests(d.Logger, hp, d.Requests, recoverPanics(r)))
 }
 
 // NotFound answers 404 with a JSON error; the host sets it on the app's router.
