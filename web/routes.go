@@ -62,8 +62,13 @@ func addRoutes(d Deps) http.Handler {
 	// The job id is a capability (130 random bits): GET /api/v1/jobs/{id} needs no token.
 	r.Handle("/api/v1/jobs/{id}", handleJobGet(d)).Methods(get...)
 	r.Handle("/api/v1/files/{key:.+}", handleFileGet(d)).Methods(get...)
+	// The hot write path skips the router's walk over every route and its two request
+	// copies: an exact method and path, matched before the router (see staticRoutes).
+	static := map[staticRoute]http.Handler{}
 	if len(d.APITokens) > 0 || d.APIOpen {
-		r.Handle("/api/v1/jobs", requireToken(d.APITokens, handleJobCreate(d))).Methods(http.MethodPost)
+		create := requireToken(d.APITokens, handleJobCreate(d))
+		r.Handle("/api/v1/jobs", create).Methods(http.MethodPost)
+		static[staticRoute{http.MethodPost, "/api/v1/jobs"}] = create
 		r.Handle("/api/v1/queues", requireToken(d.APITokens, handleQueues(d))).Methods(get...)
 		r.Handle("/api/v1/schedules", requireToken(d.APITokens, handleSchedules(d))).Methods(get...)
 	}
@@ -71,7 +76,27 @@ func addRoutes(d Deps) http.Handler {
 		r.Handle("/metrics", MetricsHandler(d.Metrics, d.MetricsTokens...)).Methods(get...)
 	}
 
-	return serveHealth(d.Logger, hp, d.Requests, direct, logRequests(d.Logger, hp, d.Requests, recoverPanics(r)))
+	return serveHealth(d.Logger, hp, d.Requests, direct, logRequests(d.Logger, hp, d.Requests, recoverPanics(staticRoutes(static, r))))
+}
+
+// staticRoute is a method and an exact path.
+type staticRoute struct{ method, path string }
+
+// staticRoutes serves a request whose method and path are exactly a key of routes
+// with that handler, labelled with its path as the router would
+// label it, and every other request with next. Its routes must also be next's, first
+// of their path, without variables, so that the answer is the router's.
+func staticRoutes(routes map[staticRoute]http.Handler, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h, ok := routes[staticRoute{r.Method, r.URL.Path}]; ok {
+			if rq := requestFrom(r.Context()); rq != nil {
+				rq.template = r.URL.Path
+			}
+			h.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // NotFound answers 404 with a JSON error; the host sets it on the app's router.
