@@ -1,8 +1,13 @@
 // Command bench measures shoestring against bare net/http and asynq doing the same
 // work, side by side in one run, and prints the figures as markdown tables:
 //
-//	go run ./bench          # the default counts, about 3 minutes on 2 cores
-//	go run ./bench -quick   # smaller counts, under a minute
+//	go run ./bench                 # the default counts, about 5 minutes on 2 cores
+//	go run ./bench -quick          # smaller counts, about a minute
+//	go run ./bench -only drain     # some figures: enqueue, drain, scaling, serve
+//
+// Each baseline runs as a process of its own (this program re-executed as `bench
+// baseline KIND`), as shoestring does, and every figure reports the CPU time the
+// server or worker and redis-server used per request or job beside the rate.
 //
 // It needs redis-server on PATH and starts its own on a free 127.0.0.1 port (never
 // 6379), builds the shoestring binary from this module, and stops every process it
