@@ -97,6 +97,7 @@ func TestBadSchedules(t *testing.T) {
 		{`[{"name":"a b","cron":"@hourly","type":"echo"}]`, `name "a b" must be`},
 		{`[{"cron":"@hourly","type":"echo"},{"cron":"@daily","type":"echo"}]`, "echo: name used twice"},
 		{`[{"cron":5,"type":"echo"}]`, "cron has the wrong type"},
+		{`[{"name":"` + strings.Repeat("n", 101) + `","cron":"@hourly","type":"echo"}]`, "must be 1-100"},
 	}
 	for _, tc := range tests {
 		_, err := Load(env(map[string]string{"SCHEDULE": tc.value}))
@@ -146,6 +147,7 @@ func TestParseQueuesAndSizes(t *testing.T) {
 		wantErr bool
 	}{
 		{"default", false}, {"a=1,b=1000", false}, {"a=0", true}, {"a b=1", true}, {"=3", true}, {"a=1,", true},
+		{strings.Repeat("q", 64), false}, {strings.Repeat("q", 65), true},
 	} {
 		if _, err := parseQueues(tc.in); (err != nil) != tc.wantErr {
 			t.Errorf("parseQueues(%q) err = %v", tc.in, err)

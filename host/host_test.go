@@ -267,6 +267,9 @@ func TestEnqueueErrors(t *testing.T) {
 	if _, err := a.Web.Enqueue(ctx, unregistered{}); !errors.Is(err, task.ErrUnknownType) {
 		t.Errorf("unregistered kind: %v", err)
 	}
+	if _, err := a.Web.Enqueue(ctx, greet{Name: "x"}, host.JobID(strings.Repeat("j", 129))); !errors.As(err, &ie) || ie.Field != "id" {
+		t.Errorf("JobID of 129 characters: %v", err)
+	}
 	keys, _ := r.Client(t).Keys(ctx, "shoestring:{*}:job:*").Result()
 	if len(keys) != 0 {
 		t.Errorf("refused jobs left records: %v", keys)
@@ -373,6 +376,10 @@ func TestProgrammingErrorsPanic(t *testing.T) {
 	})
 	mustPanic(t, "health check name", func() {
 		host.New().Check(health.Check{Name: "Bad Name", Checker: health.CheckFunc(nil)})
+	})
+	host.New().Check(health.Check{Name: strings.Repeat("c", 63), Checker: health.CheckFunc(nil)})
+	mustPanic(t, "health check name", func() {
+		host.New().Check(health.Check{Name: strings.Repeat("c", 64), Checker: health.CheckFunc(nil)})
 	})
 
 	h := host.New()

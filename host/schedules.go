@@ -160,7 +160,7 @@ func (h *Host) resolveSchedules(cfg config.Config, kinds map[string]*kind) ([]*s
 }
 
 func scheduleNameRe(name string) bool {
-	return len(name) >= 1 && len(name) <= 100 && kindRe.MatchString(name)
+	return len(name) <= 100 && validKind(name)
 }
 
 // ticker enqueues the due ticks of every schedule. Start it once; Stop it once or

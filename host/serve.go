@@ -15,6 +15,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -240,8 +241,10 @@ func (h *Host) runWeb(ctx context.Context, rs runSpec, sv *worker.Supervision, c
 	}
 
 	var exited <-chan worker.Exit
+	var trim sync.Once
 	if sv == nil {
 		state.Set(health.Ready)
+		trim.Do(func() { trimStartup(logger) })
 	} else {
 		sv.Beats, sv.InFlight = beats, storage.NewInFlight(d.rdb, d.jobs)
 		for q := range cfg.Queues {
@@ -251,6 +254,7 @@ func (h *Host) runWeb(ctx context.Context, rs runSpec, sv *worker.Supervision, c
 			if state.Transition(health.Starting, health.Ready) {
 				logger.Info("ready: worker child heartbeat seen")
 			}
+			trim.Do(func() { trimStartup(logger) })
 		}
 		sv.OnDown = func() { state.Transition(health.Ready, health.Starting) }
 		recoverOrphans(ctx, sv.InFlight, logger, recovered)
@@ -515,6 +519,7 @@ func (h *Host) runWorker(ctx context.Context, rs runSpec, getenv func(string) st
 		return err
 	}
 	defer w.Stop()
+	trimStartup(logger)
 
 	parentGone := make(chan struct{})
 	if ppid > 0 {
@@ -541,4 +546,15 @@ func newReaper(d *deps, logger *slog.Logger) *worker.Reaper {
 	hostname, _ := os.Hostname()
 	return &worker.Reaper{InFlight: storage.NewInFlight(d.rdb, d.jobs), Queues: slices.Sorted(maps.Keys(d.cfg.Queues)),
 		ID: hostname + ":" + strconv.Itoa(os.Getpid()), Logger: logger.With("component", "reaper")}
+}
+
+// trimStartup gives back the memory that only start-up used (see trimAfterStart), once
+// the process is up and before it idles; a failure costs only memory.
+func trimStartup(logger *slog.Logger) {
+	n, err := trimAfterStart()
+	if err != nil {
+		logger.Warn("give back start-up memory", "err", err)
+		return
+	}
+	logger.Debug("gave back start-up memory", "binary_bytes_unmapped", n)
 }
