@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -291,9 +292,20 @@ type drain struct {
 	prefill time.Duration // enqueueing the n jobs (not part of the drain)
 	startup time.Duration // start of the worker until its first task left pending
 	run     time.Duration // first task taken until none pending or active
-	// CPU time used during run by the worker (the shoestring process, or the bench's
-	// own for baseline b) and by redis-server; zero where /proc is missing.
+	// CPU time used during run by the worker process and by redis-server; zero where
+	// /proc is missing.
 	workerCPU, redisCPU time.Duration
+	runs                int // drains this is the median of (by run time)
+}
+
+// median returns the drain of median run time among ds (the lower middle one of an
+// even count), counting len(ds) runs.
+func median(ds []drain) drain {
+	s := slices.Clone(ds)
+	slices.SortFunc(s, func(a, b drain) int { return cmp.Compare(a.run, b.run) })
+	m := s[(len(s)-1)/2]
+	m.runs = len(ds)
+	return m
 }
 
 // cpuPerJob is worker and Redis CPU time per job.
@@ -305,18 +317,25 @@ func (d drain) perJob() time.Duration { return d.run / time.Duration(d.n) }
 
 func (b *bench) drainFigure(ctx context.Context) error {
 	n := b.opts.drainN
-	ss, err := b.drainShoestring(ctx, n)
-	if err != nil {
-		return fmt.Errorf("shoestring worker: %w", err)
+	// Turns, shoestring then baseline, so that a change in the machine's load weighs
+	// on both alike; the medians are compared.
+	var sss, bases []drain
+	for range b.opts.drainRuns {
+		ss, err := b.drainShoestring(ctx, n)
+		if err != nil {
+			return fmt.Errorf("shoestring worker: %w", err)
+		}
+		base, err := b.drainBare(ctx, n)
+		if err != nil {
+			return fmt.Errorf("baseline (b): %w", err)
+		}
+		sss, bases = append(sss, ss), append(bases, base)
 	}
-	base, err := b.drainBare(ctx, n)
-	if err != nil {
-		return fmt.Errorf("baseline (b): %w", err)
-	}
+	ss, base := median(sss), median(bases)
 	b.rep.scaling = append(b.rep.scaling, ss)
 	b.rep.bareScaling = append(b.rep.bareScaling, base)
 	b.rep.add(
-		row{figure: fmt.Sprintf("drain: %s echo jobs, concurrency 10", count(n)), unit: "s", ss: ss.run.Seconds(), base: base.run.Seconds(), better: lower, baseline: "b"},
+		row{figure: fmt.Sprintf("drain: %s echo jobs, concurrency 10, median of %d", count(n), ss.runs), unit: "s", ss: ss.run.Seconds(), base: base.run.Seconds(), better: lower, baseline: "b"},
 		row{figure: "drain cost per job", unit: "µs", ss: us(ss.perJob()), base: us(base.perJob()), better: lower, baseline: "b"},
 		row{figure: "worker start until its first task", unit: "ms", ss: ms(ss.startup), base: ms(base.startup), better: lower, baseline: "b"},
 	)
@@ -335,11 +354,15 @@ func (b *bench) drainFigure(ctx context.Context) error {
 // (b) too, to tell shoestring's growth from asynq's and Redis's.
 func (b *bench) scalingFigure(ctx context.Context) error {
 	for _, n := range b.opts.scaleN {
-		d, err := b.drainShoestring(ctx, n)
-		if err != nil {
-			return fmt.Errorf("%s jobs: %w", count(n), err)
+		var ds []drain
+		for range b.opts.drainRuns {
+			d, err := b.drainShoestring(ctx, n)
+			if err != nil {
+				return fmt.Errorf("%s jobs: %w", count(n), err)
+			}
+			ds = append(ds, d)
 		}
-		b.rep.scaling = append(b.rep.scaling, d)
+		b.rep.scaling = append(b.rep.scaling, median(ds))
 	}
 	n := slices.Max(b.opts.scaleN)
 	d, err := b.drainBare(ctx, n)

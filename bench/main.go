@@ -70,14 +70,15 @@ type options struct {
 	idleWait   time.Duration   // how long serve idles before its RSS is read
 	thumbRuns  int             // thumbnail jobs averaged
 	rounds     int             // turns shoestring and its baseline take under HTTP load
+	drainRuns  int             // drains of each size, of which the median is reported
 	only       map[string]bool // the figures to run (see figureNames); nil: all
 }
 
 var (
 	defaultOptions = options{enqueueN: 20_000, warmup: 1_000, drainN: 20_000, scaleN: []int{1_000, 10_000, 100_000},
-		healthConc: 50, healthDur: 5 * time.Second, idleWait: 10 * time.Second, thumbRuns: 5, rounds: 5}
+		healthConc: 50, healthDur: 5 * time.Second, idleWait: 10 * time.Second, thumbRuns: 5, rounds: 5, drainRuns: 3}
 	quickOptions = options{enqueueN: 2_000, warmup: 200, drainN: 2_000, scaleN: []int{1_000, 3_000, 10_000},
-		healthConc: 50, healthDur: 2 * time.Second, idleWait: 3 * time.Second, thumbRuns: 2, rounds: 2}
+		healthConc: 50, healthDur: 2 * time.Second, idleWait: 3 * time.Second, thumbRuns: 2, rounds: 2, drainRuns: 1}
 )
 
 // run is the whole program: it prints the header and the tables to stdout, progress

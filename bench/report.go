@@ -96,7 +96,7 @@ func (r *report) printScaling(w io.Writer) {
 		return
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "## drain scaling: `shoestring worker`, WORKER_CONCURRENCY=10, echo jobs")
+	fmt.Fprintln(w, "## drain scaling: `shoestring worker`, WORKER_CONCURRENCY=10, echo jobs, each the median of its runs")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| jobs | prefill (s) | worker start → first task (ms) | drain (s) | µs per job | jobs/s |")
 	fmt.Fprintln(w, "|--:|--:|--:|--:|--:|--:|")
