@@ -1,7 +1,7 @@
 // Command bench measures shoestring against bare net/http and asynq doing the same
 // work, side by side in one run, and prints the figures as markdown tables:
 //
-//	go run ./bench                 # the default counts, about 5 minutes on 2 cores
+//	go run ./bench                 # the default counts, about 3 minutes on 2 cores
 //	go run ./bench -quick          # smaller counts, about a minute
 //	go run ./bench -only drain     # some figures: enqueue, drain, scaling, serve
 //
