@@ -29,7 +29,9 @@ func NewInFlight(rdb redis.UniversalClient, jobs *Jobs) *InFlight {
 
 // inflightKey is worker's index of the tasks of queue it runs: tagged with the queue,
 // so recover.lua checks it in the same step as it moves asynq's task.
-func inflightKey(queue, worker string) string { return KeyPrefix + "{" + queue + "}:inflight:" + worker }
+func inflightKey(queue, worker string) string {
+	return KeyPrefix + "{" + queue + "}:inflight:" + worker
+}
 
 // inflightWorkers is the set of workers that have had an in-flight index, so finding
 // the orphaned ones reads a set, not the whole keyspace.
