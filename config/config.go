@@ -571,8 +571,8 @@ func parseBytes(v string) (int64, error) {
 	return n * unit, nil
 }
 
-// The length is checked apart: a bounded repetition such as {1,128} compiles to one
-// copy of the class per count, some 50 KB of heap for the life of the process.
+// Length checked apart: a bounded repetition such as {1,64} compiles to one copy of
+// the class per count, heap held for the life of the process.
 var queueNameRe = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 
 func parseQueues(v string) (map[string]int, error) {

@@ -92,8 +92,7 @@ func New() *Host {
 // is a data race. Reading it later (building URLs with Get(name).URL) is safe.
 func (h *Host) Router() *mux.Router { return h.router }
 
-// The length is checked apart: a bounded repetition such as {1,128} compiles to one
-// copy of the class per count, some 50 KB of heap for the life of the process.
+// Length checked apart, as storage.ValidJobID explains.
 var checkNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 
 // Check adds c to the health checks: it counts in the aggregate at /health, answers at

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -43,10 +42,6 @@ const (
 	maxRetry     = 100
 	maxUniqueFor = 30 * 24 * time.Hour
 )
-
-// The length is checked apart: a bounded repetition such as {1,128} compiles to one
-// copy of the class per count, some 50 KB of heap for the life of the process.
-var jobIDRe = regexp.MustCompile(`^[A-Za-z0-9:@._-]+$`)
 
 // Enqueue validates args (A's Validate, then the kind's BeforeEnqueue), records the
 // job and puts its task on a queue, returning the job id: random, or JobID's. opts
@@ -105,7 +100,7 @@ func (h *Host) submitTo(ctx context.Context, d *deps, r task.Request) (storage.J
 	id := r.ID
 	if id == "" {
 		id = storage.NewJobID()
-	} else if len(id) > 128 || !jobIDRe.MatchString(id) {
+	} else if !storage.ValidJobID(id) {
 		return storage.Job{}, &task.InvalidError{Field: "id", Msg: "must be 1-128 letters, digits or \":@._-\""}
 	}
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -116,6 +117,14 @@ var ErrExists = errors.New("job exists")
 
 // NewJobID returns a random, URL-safe job id: 26 base32 characters, 130 bits.
 func NewJobID() string { return strings.ToLower(rand.Text()) }
+
+// ValidJobID reports whether id is a job id a caller may choose or look up: 1-128
+// letters, digits or ":@._-" (NewJobID's are).
+func ValidJobID(id string) bool { return len(id) <= 128 && jobIDRe.MatchString(id) }
+
+// The length is checked apart: a bounded repetition such as {1,128} compiles to one
+// copy of the class per count, some 50 KB of heap for the life of the process.
+var jobIDRe = regexp.MustCompile(`^[A-Za-z0-9:@._-]+$`)
 
 // Create writes a new record for j (state pending or scheduled, attempts 0) and adds
 // it to the dashboard's index, in one pipelined round trip. It never touches an

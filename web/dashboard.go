@@ -539,7 +539,7 @@ func (db *dashboard) job(w http.ResponseWriter, r *http.Request, s session) {
 }
 
 func (db *dashboard) getJob(ctx context.Context, id string) (storage.Job, error) {
-	if !validJobID(id) {
+	if !storage.ValidJobID(id) {
 		return storage.Job{}, storage.ErrNotFound
 	}
 	return db.d.Jobs.Get(ctx, id)
