@@ -240,6 +240,7 @@ func (b *bench) enqueueFigure(ctx context.Context) error {
 	ssLoad, baseLoad := jobLoad(ssURL, n), jobLoad(baseURL, n)
 	ssLoad.cpuOf = []int{p.pid(), b.redis.proc.pid()}
 	baseLoad.cpuOf = []int{bp.pid(), b.redis.proc.pid()}
+	ssLoad.redis, baseLoad.redis = b.redis, b.redis
 	ss, base := interleave(ctx, b.opts.rounds, ssLoad, baseLoad)
 	if err := ss.err(n); err != nil {
 		return fmt.Errorf("shoestring web: %w", err)
@@ -255,6 +256,8 @@ func (b *bench) enqueueFigure(ctx context.Context) error {
 	if want := 2*b.opts.warmup + ss.ok + base.ok; qi.Pending != want {
 		return fmt.Errorf("%d tasks pending after %d requests accepted", qi.Pending, want)
 	}
+	b.rep.cmds = append(b.rep.cmds, cmdTable{what: fmt.Sprintf("enqueue of %s", count(ss.ok)), per: "request",
+		ss: ss.cmds, base: base.cmds, ssN: ss.ok, baseN: base.ok, baseline: "a"})
 	what := fmt.Sprintf("enqueue: %s × POST /api/v1/jobs (echo), 10 clients", count(n))
 	b.rep.add(
 		row{figure: what, unit: "req/s", ss: ss.perSec(), base: base.perSec(), better: higher, baseline: "a"},
@@ -296,6 +299,9 @@ type drain struct {
 	// /proc is missing.
 	workerCPU, redisCPU time.Duration
 	runs                int // drains this is the median of (by run time)
+	// Redis's commands during run (INFO commandstats, the bench's polling included);
+	// nil when they could not be read.
+	cmds map[string]cmdStat
 }
 
 // median returns the drain of median run time among ds (the lower middle one of an
@@ -332,6 +338,8 @@ func (b *bench) drainFigure(ctx context.Context) error {
 		sss, bases = append(sss, ss), append(bases, base)
 	}
 	ss, base := median(sss), median(bases)
+	b.rep.cmds = append(b.rep.cmds, cmdTable{what: "drain of " + count(n), per: "job",
+		ss: ss.cmds, base: base.cmds, ssN: ss.n, baseN: base.n, baseline: "b"})
 	b.rep.scaling = append(b.rep.scaling, ss)
 	b.rep.bareScaling = append(b.rep.bareScaling, base)
 	b.rep.add(
@@ -494,14 +502,19 @@ func (b *bench) waitDrained(ctx context.Context, n int, start time.Time, p *proc
 		if first.IsZero() && qi.Pending < n {
 			first = now
 			workerCPU0, redisCPU0 = cpu()
+			if err := b.redis.resetStats(ctx); err != nil {
+				return drain{}, err
+			}
 		}
 		if qi.Pending+qi.Active == 0 {
 			if bad := qi.Retry + qi.Archived; bad > 0 {
 				return drain{}, fmt.Errorf("%d of %d tasks failed (retry %d, archived %d)", bad, n, qi.Retry, qi.Archived)
 			}
 			workerCPU, redisCPU := cpu()
-			return drain{n: n, startup: first.Sub(start), run: now.Sub(first),
-				workerCPU: workerCPU - workerCPU0, redisCPU: redisCPU - redisCPU0}, nil
+			d := drain{n: n, startup: first.Sub(start), run: now.Sub(first),
+				workerCPU: workerCPU - workerCPU0, redisCPU: redisCPU - redisCPU0}
+			d.cmds, err = b.redis.commandStats(ctx)
+			return d, err
 		}
 		select {
 		case <-p.done:

@@ -24,6 +24,8 @@ type load struct {
 	newReq func(ctx context.Context) (*http.Request, error)
 	// cpuOf are the processes whose CPU time the load accounts (0: the bench's own).
 	cpuOf []int
+	// redis, when set, is the server whose commands the load counts.
+	redis *redisServer
 }
 
 // loadResult is what a load measured. Latencies are of answered requests, sorted.
@@ -33,7 +35,8 @@ type loadResult struct {
 	firstErr error
 	elapsed  time.Duration
 	lat      []time.Duration
-	cpu      []time.Duration // CPU time each of load.cpuOf used meanwhile; nil without /proc
+	cpu      []time.Duration    // CPU time each of load.cpuOf used meanwhile; nil without /proc
+	cmds     map[string]cmdStat // load.redis's commands meanwhile; nil when not counted
 }
 
 // cpuPerReq is the CPU time the i-th of load.cpuOf used per answered request.
@@ -76,6 +79,15 @@ func (r loadResult) merge(x loadResult) loadResult {
 	r.elapsed += x.elapsed
 	r.lat = append(r.lat, x.lat...)
 	slices.Sort(r.lat)
+	if x.cmds != nil {
+		if r.cmds == nil {
+			r.cmds = map[string]cmdStat{}
+		}
+		for name, c := range x.cmds {
+			t := r.cmds[name]
+			r.cmds[name] = cmdStat{calls: t.calls + c.calls, usec: t.usec + c.usec}
+		}
+	}
 	if r.cpu == nil {
 		r.cpu = slices.Clone(x.cpu)
 	} else if len(x.cpu) == len(r.cpu) {
@@ -136,6 +148,11 @@ func (l load) run(ctx context.Context) loadResult {
 		wg   sync.WaitGroup
 		per  = l.count/l.conc + 1
 	)
+	if l.redis != nil {
+		if err := l.redis.resetStats(ctx); err != nil {
+			return loadResult{failed: 1, firstErr: err}
+		}
+	}
 	cpu0, cpuOK := cpuTimes(l.cpuOf)
 	starts := time.Now()
 	for range l.conc {
@@ -169,6 +186,14 @@ func (l load) run(ctx context.Context) loadResult {
 			cpu1[i] -= cpu0[i]
 		}
 		res.cpu = cpu1
+	}
+	if l.redis != nil {
+		cmds, err := l.redis.commandStats(context.WithoutCancel(ctx))
+		if err != nil {
+			res.failed++
+			res.firstErr = cmp.Or(res.firstErr, err)
+		}
+		res.cmds = cmds
 	}
 	res.ok = len(res.lat)
 	slices.Sort(res.lat)

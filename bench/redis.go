@@ -143,3 +143,42 @@ func (r *redisServer) Stop() error {
 	r.client.Close()
 	return r.proc.Stop()
 }
+
+// cmdStat is what INFO commandstats says of one command since the last reset: how
+// often it was called and the microseconds Redis spent in it. A script's time includes
+// the commands it calls, which are counted on their own lines too.
+type cmdStat struct{ calls, usec int64 }
+
+// resetStats zeroes the server's command statistics (CONFIG RESETSTAT).
+func (r *redisServer) resetStats(ctx context.Context) error {
+	return r.client.ConfigResetStat(ctx).Err()
+}
+
+// commandStats reads INFO commandstats, by lower-case command name ("evalsha",
+// "hset", "config|resetstat").
+func (r *redisServer) commandStats(ctx context.Context) (map[string]cmdStat, error) {
+	info, err := r.client.Info(ctx, "commandstats").Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis INFO commandstats: %w", err)
+	}
+	stats := map[string]cmdStat{}
+	for line := range strings.Lines(info) {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		name, found := strings.CutPrefix(name, "cmdstat_")
+		if !ok || !found {
+			continue
+		}
+		var s cmdStat
+		for kv := range strings.SplitSeq(rest, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			switch k {
+			case "calls":
+				s.calls, _ = strconv.ParseInt(v, 10, 64)
+			case "usec":
+				s.usec, _ = strconv.ParseInt(v, 10, 64)
+			}
+		}
+		stats[name] = s
+	}
+	return stats, nil
+}

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
+	"maps"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -12,6 +15,14 @@ const (
 	higher = "higher"
 	lower  = "lower"
 )
+
+// cmdTable is what Redis did for shoestring and for a baseline in one figure (INFO
+// commandstats), to be shown per request or job.
+type cmdTable struct {
+	what, per, baseline string
+	ss, base            map[string]cmdStat
+	ssN, baseN          int // requests or jobs
+}
 
 // row is one figure of the main table.
 type row struct {
@@ -29,6 +40,7 @@ type report struct {
 	rows        []row
 	scaling     []drain // shoestring's drains
 	bareScaling []drain // baseline (b)'s
+	cmds        []cmdTable
 	notes       []string
 	failures    []string
 }
@@ -75,6 +87,9 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintln(w, "load or the drain, divided by the requests answered or the jobs drained.")
 
 	r.printScaling(w)
+	for _, t := range r.cmds {
+		t.print(w)
+	}
 	if len(r.notes) > 0 {
 		fmt.Fprintln(w)
 		for _, n := range r.notes {
@@ -109,6 +124,41 @@ func (r *report) printScaling(w io.Writer) {
 	}
 	for _, d := range sortedDrains(r.bareScaling) {
 		line(count(d.n)+" (baseline b)", d)
+	}
+}
+
+// print tabulates, per request or job, Redis's commands for shoestring and the
+// baseline, dearest first: where Redis's share of the cost goes.
+func (t cmdTable) print(w io.Writer) {
+	if t.ss == nil || t.base == nil || t.ssN == 0 || t.baseN == 0 {
+		return
+	}
+	names := slices.Collect(maps.Keys(t.ss))
+	for name := range t.base {
+		if _, ok := t.ss[name]; !ok {
+			names = append(names, name)
+		}
+	}
+	per := func(m map[string]cmdStat, n int, name string) (calls, usec float64) {
+		return float64(m[name].calls) / float64(n), float64(m[name].usec) / float64(n)
+	}
+	slices.SortFunc(names, func(a, b string) int {
+		_, ua := per(t.ss, t.ssN, a)
+		_, ub := per(t.ss, t.ssN, b)
+		return cmp.Or(cmp.Compare(ub, ua), cmp.Compare(a, b))
+	})
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "## Redis commands per %s, %s (INFO commandstats; a script's µs include the commands it calls, which are listed too)\n", t.per, t.what)
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "| command | shoestring calls | shoestring µs | baseline (%s) calls | baseline (%s) µs |\n", t.baseline, t.baseline)
+	fmt.Fprintln(w, "|---|--:|--:|--:|--:|")
+	for _, name := range names {
+		sc, su := per(t.ss, t.ssN, name)
+		bc, bu := per(t.base, t.baseN, name)
+		if sc < 0.005 && bc < 0.005 {
+			continue // the bench's own polling, and rarities
+		}
+		fmt.Fprintf(w, "| %s | %.2f | %.2f | %.2f | %.2f |\n", name, sc, su, bc, bu)
 	}
 }
 
