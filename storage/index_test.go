@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/shoestring-go/shoestring/storage/storagetest"
 )
@@ -55,11 +56,13 @@ func TestJobIndexRetention(t *testing.T) {
 	}
 }
 
-// TestCompletionsAndTimeline: a completion counts in its queue's minute, in the same
-// script as the record; the timeline lists each step; a payload over the cap is cut.
+// TestCompletionsAndTimeline: a completion recorded by End counts in its queue's
+// minute once flushed; the timeline lists each step; a payload over the cap is cut.
 func TestCompletionsAndTimeline(t *testing.T) {
 	t.Parallel()
-	jobs := NewJobs(storagetest.StartRedis(t).Client(t), time.Hour, "q")
+	rdb := storagetest.StartRedis(t).Client(t)
+	jobs := NewJobs(rdb, time.Hour, "q")
+	inflight := NewInFlight(rdb, jobs)
 	ctx := context.Background()
 	now := time.Now()
 	big := []byte(`"` + strings.Repeat("x", MaxStoredPayload) + `"`)
@@ -70,8 +73,14 @@ func TestCompletionsAndTimeline(t *testing.T) {
 	if err := jobs.Finish(ctx, "a", "q", n, StateRetry, nil, "boom", now); err != nil {
 		t.Fatal(err)
 	}
-	n, _ = jobs.Start(ctx, "a", "echo", "q", now)
-	if err := jobs.Finish(ctx, "a", "q", n, StateCompleted, []byte(`{}`), "", now); err != nil {
+	n, _ = inflight.Begin(ctx, "w", "a", "echo", "q", now)
+	if err := inflight.End(ctx, "w", "a", "q", n, StateCompleted, []byte(`{}`), "", now); err != nil {
+		t.Fatal(err)
+	}
+	if counts, _ := jobs.Completions(ctx, "q", 1, now); counts[0] != 0 {
+		t.Errorf("%d completions before the flush, want 0", counts[0])
+	}
+	if err := inflight.FlushCompletions(ctx); err != nil {
 		t.Fatal(err)
 	}
 	j, err := jobs.Get(ctx, "a")
@@ -95,5 +104,23 @@ func TestCompletionsAndTimeline(t *testing.T) {
 	}
 	if diff := cmp.Diff([]int64{0, 0, 1}, counts); diff != "" {
 		t.Errorf("completions (-want +got):\n%s", diff)
+	}
+	// Counts a failed flush could not add are kept for the next one.
+	var c completionCounter
+	c.add("q", now)
+	c.add("q", now)
+	down := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
+	defer down.Close()
+	if err := c.flush(ctx, down); err == nil {
+		t.Fatal("flush to an unreachable Redis succeeded")
+	}
+	if err := c.flush(ctx, rdb); err != nil {
+		t.Fatal(err)
+	}
+	if counts, _ := jobs.Completions(ctx, "q", 1, now); counts[0] != 3 {
+		t.Errorf("%d completions after a failed and a good flush, want 3", counts[0])
+	}
+	if ttl := rdb.TTL(ctx, completedKey("q", now.Unix()/60)).Val(); ttl <= completedTTL-time.Minute || ttl > completedTTL {
+		t.Errorf("counter TTL %v, want %v", ttl, completedTTL)
 	}
 }

@@ -16,9 +16,10 @@ import (
 // its recoverer to sweep (30 s + up to 60 s, then the retry delay). Safe for
 // concurrent use.
 type InFlight struct {
-	rdb   redis.UniversalClient
-	jobs  *Jobs
-	batch *batcher // Begin and End group-commit
+	rdb       redis.UniversalClient
+	jobs      *Jobs
+	batch     *batcher // Begin and End group-commit
+	completed completionCounter
 }
 
 // NewInFlight returns the in-flight index on rdb; recovered tasks' records are updated
@@ -87,7 +88,7 @@ func (f *InFlight) Begin(ctx context.Context, worker, id, typ, queue string, now
 
 // End is Jobs.Finish and Remove in one script, group-committed as Begin is: it
 // records the outcome of attempt (a final one also drops the checkpoint) and that
-// worker is done with the task. Errors: ErrStaleAttempt (the task is unindexed all the
+// worker is done with the task; a completion is counted for FlushCompletions. Errors: ErrStaleAttempt (the task is unindexed all the
 // same), or Redis's.
 func (f *InFlight) End(ctx context.Context, worker, id, queue string, attempt int, state string, result []byte, errMsg string, now time.Time) error {
 	keys, args := f.jobs.finishArgs(id, queue, worker, attempt, state, result, errMsg, now)
@@ -102,7 +103,18 @@ func (f *InFlight) End(ctx context.Context, worker, id, queue string, attempt in
 	if n, _ := finish.Int(); n == 0 {
 		return ErrStaleAttempt
 	}
+	if state == StateCompleted {
+		f.completed.add(queue, now)
+	}
 	return nil
+}
+
+// FlushCompletions adds the completions End recorded since the last flush to their
+// queues' counters of the minute (Jobs.Completions), in one round trip. A worker calls
+// it with every pulse and when it stops. On an error the counts are kept for the next
+// call.
+func (f *InFlight) FlushCompletions(ctx context.Context) error {
+	return f.completed.flush(ctx, f.rdb)
 }
 
 // pipelineScript sends fill's commands in one pipeline (one round trip; one per node

@@ -148,25 +148,34 @@ func (s *Jobs) Create(ctx context.Context, j Job) error {
 
 // createArgs are the keys and arguments of create.lua for j.
 func (s *Jobs) createArgs(j Job) ([]string, []any) {
-	args := []any{j.Type, j.Queue, j.State, j.CreatedAt.UTC().Format(time.RFC3339Nano), int64(s.retention / time.Second)}
+	return []string{jobKey(j.Queue, j.ID)}, append([]any{int64(s.retention / time.Second)}, recordFields(j)...)
+}
+
+// recordFields are the field/value pairs of j's new record: state pending or
+// scheduled, attempts 0, the payload cut to MaxStoredPayload, and a timeline that
+// begins with its creation.
+func recordFields(j Job) []any {
+	created := j.CreatedAt.UTC().Format(time.RFC3339Nano)
 	payload, truncated := j.Payload, false
 	if len(payload) > MaxStoredPayload {
 		payload, truncated = payload[:MaxStoredPayload], true
 	}
-	args = append(args, string(payload))
+	f := make([]any, 0, 24)
+	f = append(f, "type", j.Type, "queue", j.Queue, "state", j.State, "attempts", 0, "done", 0, "total", 0,
+		"created_at", created, "payload", payload, "events", "created "+created+"\n")
 	if truncated {
-		args = append(args, "payload_truncated", 1)
+		f = append(f, "payload_truncated", 1)
 	}
 	if j.Schedule != "" {
-		args = append(args, "schedule", j.Schedule)
+		f = append(f, "schedule", j.Schedule)
 	}
 	if j.Tick != nil {
-		args = append(args, "tick", j.Tick.UTC().Format(time.RFC3339))
+		f = append(f, "tick", j.Tick.UTC().Format(time.RFC3339))
 	}
 	if j.Note != "" {
-		args = append(args, "note", j.Note)
+		f = append(f, "note", j.Note)
 	}
-	return []string{jobKey(j.Queue, j.ID)}, args
+	return f
 }
 
 // index adds j to the dashboard's index. The index is the dashboard's, not the
@@ -339,9 +348,8 @@ var ErrStaleAttempt = errors.New("a newer attempt owns the job record")
 // Finish records the outcome of attempt (as Start numbered it; 0 for any). state is
 // completed or failed (final; the completion time is set), or retry or pending (the
 // task goes round again). result is JSON or nil; errMsg is empty on success. A final
-// outcome also removes the job's checkpoint, and a completion in queue ("" for none)
-// counts in the queue's completions of the minute (see Completions), in the same
-// script. Errors: ErrStaleAttempt, or Redis's.
+// outcome also removes the job's checkpoint, in the same script. It does not count the
+// completion (see InFlight.End). Errors: ErrStaleAttempt, or Redis's.
 func (s *Jobs) Finish(ctx context.Context, id, queue string, attempt int, state string, result []byte, errMsg string, now time.Time) error {
 	keys, args := s.finishArgs(id, queue, "", attempt, state, result, errMsg, now)
 	n, err := finishScript.Run(ctx, s.rdb, keys, args...).Int()
@@ -355,11 +363,12 @@ func (s *Jobs) Finish(ctx context.Context, id, queue string, attempt int, state 
 }
 
 // finishArgs are the keys and arguments of finish.lua: a final outcome also removes
-// the job's checkpoint, in the same step and only if this attempt is current; a
-// completion counts in its queue's completions of the minute; with worker, the task
-// leaves that worker's in-flight index. Every key is in the queue's slot.
+// the job's checkpoint, in the same step and only if this attempt is current; with
+// worker, the task leaves that worker's in-flight index. Every key is in the queue's
+// slot.
 func (s *Jobs) finishArgs(id, queue, worker string, attempt int, state string, result []byte, errMsg string, now time.Time) ([]string, []any) {
-	event := state + " " + now.UTC().Format(time.RFC3339Nano)
+	at := now.UTC().Format(time.RFC3339Nano)
+	event := state + " " + at
 	if state == StateRetry || state == StateFailed {
 		event += " attempt " + strconv.Itoa(attempt)
 	}
@@ -367,20 +376,17 @@ func (s *Jobs) finishArgs(id, queue, worker string, attempt int, state string, r
 	if state == StateCompleted || state == StateFailed {
 		flags += "f"
 	}
-	if state == StateCompleted {
-		flags += "c"
-	}
 	index := inflightKey(queue, worker)
 	if worker != "" {
 		flags += "i"
 	}
-	keys := []string{jobKey(queue, id), CheckpointKey(queue, id), completedKey(queue, now.Unix()/60), index}
+	keys := []string{jobKey(queue, id), CheckpointKey(queue, id), index}
 	args := []any{attempt, int64(s.retention / time.Second), event, flags, id, "state", state, "error", errMsg}
 	if result != nil {
-		args = append(args, "result", string(result))
+		args = append(args, "result", result)
 	}
 	if flags != "" && flags[0] == 'f' {
-		args = append(args, "completed_at", now.UTC().Format(time.RFC3339Nano))
+		args = append(args, "completed_at", at)
 	}
 	return keys, args
 }

@@ -91,11 +91,16 @@ func (f *dashFixture) completedJob(tb testing.TB, id, typ, queue string) {
 		Payload: []byte(`{"message":"hi"}`)}); err != nil {
 		tb.Fatal(err)
 	}
-	n, err := f.jobs.Start(ctx, id, typ, queue, time.Now())
+	// As a worker records it: started, completed, and counted with its next pulse.
+	inflight := storage.NewInFlight(f.rdb, f.jobs)
+	n, err := inflight.Begin(ctx, "w", id, typ, queue, time.Now())
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if err := f.jobs.Finish(ctx, id, queue, n, storage.StateCompleted, []byte(`{"echo":"hi"}`), "", time.Now()); err != nil {
+	if err := inflight.End(ctx, "w", id, queue, n, storage.StateCompleted, []byte(`{"echo":"hi"}`), "", time.Now()); err != nil {
+		tb.Fatal(err)
+	}
+	if err := inflight.FlushCompletions(ctx); err != nil {
 		tb.Fatal(err)
 	}
 }

@@ -284,6 +284,9 @@ func (w *Worker) Stop() {
 		w.wg.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
+		if err := w.inflight.FlushCompletions(ctx); err != nil {
+			w.logger.Warn("count completions", "err", err)
+		}
 		if err := w.beats.Remove(ctx, w.id); err != nil {
 			w.logger.Warn("remove heartbeat", "err", err)
 		}
@@ -309,11 +312,12 @@ func (w *Worker) every(ctx context.Context, d time.Duration, what string, level 
 	}
 }
 
-// pulse keeps the worker's pulse alive (see PulseTTL), each call bounded to 1 s.
+// pulse keeps the worker's pulse alive (see PulseTTL) and adds the completions
+// counted since the last pulse to Redis's, each call bounded to 1 s.
 func (w *Worker) pulse(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	return w.beats.Pulse(ctx, w.id, PulseTTL)
+	return errors.Join(w.beats.Pulse(ctx, w.id, PulseTTL), w.inflight.FlushCompletions(ctx))
 }
 
 func (w *Worker) beat(ctx context.Context) error {
@@ -340,7 +344,7 @@ func (w *Worker) wrap(h Handler) asynq.Handler {
 	return asynq.HandlerFunc(func(ctx context.Context, at *asynq.Task) (err error) {
 		id, _ := asynq.GetTaskID(ctx)
 		queue, _ := asynq.GetQueueName(ctx)
-		log := w.logger.With("task_id", id, "task_type", at.Type(), "queue", queue)
+		log := &taskLog{base: w.logger, id: id, typ: at.Type(), queue: queue}
 
 		// One round trip: the record says active, and the index says this worker runs it
 		// (the supervisor requeues what is in the index if the process dies).
@@ -350,7 +354,7 @@ func (w *Worker) wrap(h Handler) asynq.Handler {
 			return err
 		})
 		if errors.Is(err, storage.ErrCompleted) {
-			log.InfoContext(ctx, "task already completed; not running it again")
+			log.get().InfoContext(ctx, "task already completed; not running it again")
 			return nil
 		}
 		if err != nil {
@@ -375,7 +379,9 @@ func (w *Worker) wrap(h Handler) asynq.Handler {
 		t.MaxRetry, _ = asynq.GetMaxRetry(ctx)
 
 		start := time.Now()
-		log.DebugContext(ctx, "task started", "attempt", attempt)
+		if w.logger.Enabled(ctx, slog.LevelDebug) {
+			log.get().DebugContext(ctx, "task started", "attempt", attempt)
+		}
 		result, err := runHandler(ctx, h, t)
 		w.watch.end(delivery)
 		rerr := w.record(ctx, log, t, result, err, time.Since(start))
@@ -390,16 +396,34 @@ func (w *Worker) wrap(h Handler) asynq.Handler {
 	})
 }
 
+// taskLog is one task's logger, made on first use. A task that goes well logs one
+// line, which names the task by itself (see record), and slog's With formats its
+// attributes up front at a cost greater than that line's. Only the task's goroutine
+// uses it.
+type taskLog struct {
+	base           *slog.Logger
+	id, typ, queue string
+	l              *slog.Logger
+}
+
+// get returns the logger with the task's attributes.
+func (t *taskLog) get() *slog.Logger {
+	if t.l == nil {
+		t.l = t.base.With("task_id", t.id, "task_type", t.typ, "queue", t.queue)
+	}
+	return t.l
+}
+
 // retryRedis calls fn until it succeeds, is refused for good (ErrCompleted,
-// ErrStaleAttempt), or ctx is
-// done, backing off from 100 ms to 2 s: for job-record writes while Redis is away.
-func retryRedis(ctx context.Context, log *slog.Logger, what string, fn func() error) error {
+// ErrStaleAttempt), or ctx is done, backing off from 100 ms to 2 s: for job-record
+// writes while Redis is away.
+func retryRedis(ctx context.Context, log *taskLog, what string, fn func() error) error {
 	err := fn()
 	final := func(err error) bool {
 		return errors.Is(err, storage.ErrCompleted) || errors.Is(err, storage.ErrStaleAttempt)
 	}
 	for wait := 100 * time.Millisecond; err != nil && !final(err) && ctx.Err() == nil; wait = min(2*wait, 2*time.Second) {
-		log.WarnContext(ctx, what+"; retrying", "in", wait, "err", err)
+		log.get().WarnContext(ctx, what+"; retrying", "in", wait, "err", err)
 		select {
 		case <-ctx.Done():
 		case <-time.After(wait):
@@ -421,7 +445,7 @@ func runHandler(ctx context.Context, h Handler, t *Task) (result any, err error)
 
 // record writes the outcome of one attempt. It uses a context of its own: the task's
 // may be cancelled already, and the outcome must still be written.
-func (w *Worker) record(ctx context.Context, log *slog.Logger, t *Task, result any, taskErr error, took time.Duration) error {
+func (w *Worker) record(ctx context.Context, log *taskLog, t *Task, result any, taskErr error, took time.Duration) error {
 	wctx := context.WithoutCancel(ctx) // each Redis call is bounded by the client's timeouts
 	now := time.Now()
 	var state, msg string
@@ -432,7 +456,7 @@ func (w *Worker) record(ctx context.Context, log *slog.Logger, t *Task, result a
 		var err error
 		if data, err = json.Marshal(result); err != nil {
 			data = nil
-			log.ErrorContext(ctx, "encode task result", "err", err)
+			log.get().ErrorContext(ctx, "encode task result", "err", err)
 		}
 		w.processed.Add(1)
 		w.lastSuccess.Store(now.UnixNano())
@@ -459,11 +483,11 @@ func (w *Worker) record(ctx context.Context, log *slog.Logger, t *Task, result a
 		return w.inflight.End(wctx, w.id, t.ID, t.Queue, t.Attempt, state, data, msg, now)
 	})
 	if errors.Is(err, storage.ErrStaleAttempt) {
-		log.WarnContext(ctx, "outcome of a superseded attempt discarded (its handler outlived its deadline)", "attempt", t.Attempt, "state", state)
+		log.get().WarnContext(ctx, "outcome of a superseded attempt discarded (its handler outlived its deadline)", "attempt", t.Attempt, "state", state)
 		return nil
 	}
 	if err != nil {
-		log.ErrorContext(ctx, "record task outcome", "state", state, "err", err)
+		log.get().ErrorContext(ctx, "record task outcome", "state", state, "err", err)
 		return err
 	}
 	if m := w.cfg.Metrics; m != nil {
@@ -473,7 +497,10 @@ func (w *Worker) record(ctx context.Context, log *slog.Logger, t *Task, result a
 	if state != storage.StateCompleted {
 		level = slog.LevelWarn
 	}
-	log.Log(ctx, level, "task "+state, "attempt", t.Attempt, "duration_ms", took.Milliseconds(), "err", msg)
+	// The attributes get() would add, in its order, without its cost.
+	log.base.LogAttrs(ctx, level, "task "+state, slog.String("task_id", t.ID), slog.String("task_type", t.Type),
+		slog.String("queue", t.Queue), slog.Int("attempt", t.Attempt), slog.Int64("duration_ms", took.Milliseconds()),
+		slog.String("err", msg))
 	return nil
 }
 

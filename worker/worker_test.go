@@ -137,6 +137,33 @@ func TestEcho(t *testing.T) {
 	}
 }
 
+// TestCompletionsCountedByPulse: a running worker's completions reach its queue's
+// counter of the minute with its pulses, without waiting for Stop.
+func TestCompletionsCountedByPulse(t *testing.T) {
+	t.Parallel()
+	f := startWorker(t)
+	for i := range 3 {
+		f.enqueue(t, "count"+strconv.Itoa(i), kindEcho, echoArgs{Message: "hi"})
+	}
+	for i := range 3 {
+		f.wait(t, "count"+strconv.Itoa(i))
+	}
+	deadline := time.Now().Add(5 * PulseInterval)
+	for {
+		counts, err := f.jobs.Completions(context.Background(), "default", 2, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if counts[0]+counts[1] == 3 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("completions %v %v after the jobs completed, want 3 in all", counts, 5*PulseInterval)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // TestCompletedIsNotRunAgain: a delivery of a task whose record already says completed
 // is acknowledged without running the handler.
 func TestCompletedIsNotRunAgain(t *testing.T) {
