@@ -155,7 +155,7 @@ func (r *redisServer) resetStats(ctx context.Context) error {
 }
 
 // commandStats reads INFO commandstats, by lower-case command name ("evalsha",
-// "hset", "config|resetstat").
+// "hset", "config|resetstat"), and the read events (readsStat).
 func (r *redisServer) commandStats(ctx context.Context) (map[string]cmdStat, error) {
 	info, err := r.client.Info(ctx, "commandstats").Result()
 	if err != nil {
@@ -180,5 +180,20 @@ func (r *redisServer) commandStats(ctx context.Context) (map[string]cmdStat, err
 		}
 		stats[name] = s
 	}
+	// Each read event is a batch of commands from one client: about one round trip.
+	info, err = r.client.Info(ctx, "stats").Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis INFO stats: %w", err)
+	}
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_reads_processed:"); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			stats[readsStat] = cmdStat{calls: n}
+		}
+	}
 	return stats, nil
 }
+
+// readsStat is commandStats's entry for the server's read events (INFO stats
+// total_reads_processed): its calls are round trips, give or take.
+const readsStat = "(reads)"
