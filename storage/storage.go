@@ -43,6 +43,18 @@ const KeyPrefix = "shoestring:"
 // connection): 11% of a worker's CPU draining short tasks (BenchmarkDrain's profile).
 const resp = 2
 
+// Connection buffers. go-redis gives each connection 32 KiB read and write buffers,
+// and each connection of its pipeline pool 128 KiB of each, sized for bulk pipelines
+// of large values. shoestring's commands and pipelines are a few KiB (a record is
+// capped at MaxStoredPayload and written in one write either way: bufio passes a
+// write larger than its buffer straight through), so its buffers are smaller: a
+// process holds a dozen connections or more, and idle RSS is counted in MiB.
+const (
+	readBufferSize     = 8 << 10
+	writeBufferSize    = 8 << 10
+	pipelineBufferSize = 16 << 10
+)
+
 // Redis timeouts: short enough that a Redis outage turns into a clear error, not a hang.
 const (
 	redisDialTimeout = 2 * time.Second
@@ -73,6 +85,8 @@ func OpenRedis(rawURL string, tlsSkipVerify bool) (redis.UniversalClient, error)
 		opts.WriteTimeout = redisIOTimeout
 		opts.MaxRetries = 1
 		opts.Protocol = resp
+		opts.ReadBufferSize, opts.WriteBufferSize = readBufferSize, writeBufferSize
+		opts.PipelineReadBufferSize, opts.PipelineWriteBufferSize = pipelineBufferSize, pipelineBufferSize
 		return redis.NewClusterClient(opts), nil
 	}
 	if strings.HasPrefix(rawURL, "redis-sentinel://") {
@@ -85,6 +99,8 @@ func OpenRedis(rawURL string, tlsSkipVerify bool) (redis.UniversalClient, error)
 		opts.WriteTimeout = redisIOTimeout
 		opts.MaxRetries = 1
 		opts.Protocol = resp
+		opts.ReadBufferSize, opts.WriteBufferSize = readBufferSize, writeBufferSize
+		opts.PipelineReadBufferSize, opts.PipelineWriteBufferSize = pipelineBufferSize, pipelineBufferSize
 		return redis.NewFailoverClient(opts), nil
 	}
 	opts, err := redis.ParseURL(rawURL)
@@ -100,6 +116,8 @@ func OpenRedis(rawURL string, tlsSkipVerify bool) (redis.UniversalClient, error)
 	opts.WriteTimeout = redisIOTimeout
 	opts.MaxRetries = 1
 	opts.Protocol = resp
+	opts.ReadBufferSize, opts.WriteBufferSize = readBufferSize, writeBufferSize
+	opts.PipelineReadBufferSize, opts.PipelineWriteBufferSize = pipelineBufferSize, pipelineBufferSize
 	return redis.NewClient(opts), nil
 }
 
