@@ -658,3 +658,33 @@ func TestRecoverLeavesOthersTasks(t *testing.T) {
 		t.Errorf("record of the moved task = %+v", j)
 	}
 }
+
+// TestOpenRedisBuffers: every kind of client OpenRedis makes has shoestring's small
+// connection and pipeline buffers, not go-redis's 32 KiB and 128 KiB.
+func TestOpenRedisBuffers(t *testing.T) {
+	t.Parallel()
+	check := func(name string, read, write, pread, pwrite int) {
+		t.Helper()
+		if read != readBufferSize || write != writeBufferSize || pread != pipelineBufferSize || pwrite != pipelineBufferSize {
+			t.Errorf("%s: buffers %d/%d, pipeline %d/%d; want %d/%d, pipeline %d/%d", name, read, write, pread, pwrite,
+				readBufferSize, writeBufferSize, pipelineBufferSize, pipelineBufferSize)
+		}
+	}
+	for _, url := range []string{"redis://127.0.0.1:1/0", "redis-sentinel://127.0.0.1:1/mymaster", "redis-cluster://127.0.0.1:1"} {
+		rdb, err := OpenRedis(url, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch c := rdb.(type) {
+		case *redis.Client:
+			o := c.Options()
+			check(url, o.ReadBufferSize, o.WriteBufferSize, o.PipelineReadBufferSize, o.PipelineWriteBufferSize)
+		case *redis.ClusterClient:
+			o := c.Options()
+			check(url, o.ReadBufferSize, o.WriteBufferSize, o.PipelineReadBufferSize, o.PipelineWriteBufferSize)
+		default:
+			t.Errorf("%s: a %T", url, rdb)
+		}
+		rdb.Close()
+	}
+}
