@@ -135,7 +135,13 @@ func (h *Host) submitTo(ctx context.Context, d *deps, r task.Request) (storage.J
 		return storage.Job{}, fmt.Errorf("%w: %v", task.ErrUnavailable, err)
 	}
 	aopts = append(aopts, asynq.TaskID(id), asynq.Queue(queue))
-	if _, err := d.queue.EnqueueContext(ectx, asynq.NewTask(r.Kind, payload), aopts...); err != nil {
+	_, err = d.queue.EnqueueContext(ectx, asynq.NewTask(r.Kind, payload), aopts...)
+	if rec != nil && errors.Is(err, asynq.ErrTaskIDConflict) {
+		// A fresh id conflicts only with itself: go-redis sent the pipeline again after a
+		// read timeout, and the first send queued the task behind its record.
+		err = nil
+	}
+	if err != nil {
 		if rec == nil || rec.Err() == nil {
 			// A fresh context: the caller's may be what expired.
 			uctx, ucancel := context.WithTimeout(context.WithoutCancel(ctx), enqueueTimeout)
@@ -149,7 +155,7 @@ func (h *Host) submitTo(ctx context.Context, d *deps, r task.Request) (storage.J
 		}
 		return storage.Job{}, fmt.Errorf("%w: enqueue %s: %v", task.ErrUnavailable, r.Kind, err)
 	}
-	if rec != nil && rec.Err() != nil {
+	if rec != nil && rec.Err() != nil && !errors.Is(rec.Err(), storage.ErrExists) {
 		// The task is queued without its record (no script call carried it, or writing
 		// it failed): write it now. A worker that started the task first wrote one.
 		if err := d.jobs.Create(ctx, job); err != nil && !errors.Is(err, storage.ErrExists) {

@@ -31,31 +31,41 @@ var ErrRecordNotSent = errors.New("job record not sent with the enqueue")
 // Record is a job record waiting to be written in front of an enqueue's script. It
 // belongs to one enqueue; it is not safe for concurrent use.
 type Record struct {
-	jobs *Jobs
-	job  Job
-	sent bool
-	hset *redis.IntCmd
+	jobs   *Jobs
+	job    Job
+	sent   bool
+	create *redis.Cmd
 }
 
 type recordKey struct{}
 
 // WithRecord returns ctx carrying j's record, to pass to the enqueue of j's task
 // (asynq.Client.EnqueueContext on a client with RecordHook installed): the record is
-// written in the same round trip as the task, as Create writes it but without
-// Create's check for a taken id. j.ID must therefore be fresh (NewJobID, 130 random
-// bits); enqueue a chosen id with Create, then asynq.
+// written as Create writes it, in the same round trip as the task. j.ID must be fresh
+// (NewJobID): the task is sent whatever the record finds, so a taken id would enqueue
+// a second task for it; enqueue a chosen id with Create, then asynq.
 func (s *Jobs) WithRecord(ctx context.Context, j Job) (context.Context, *Record) {
 	r := &Record{jobs: s, job: j}
 	return context.WithValue(ctx, recordKey{}, r), r
 }
 
 // Err is the outcome of writing the record, once the enqueue has returned: nil when
-// it was written, ErrRecordNotSent, or Redis's.
+// it was written, ErrExists when the id was taken (or go-redis sent the pipeline
+// twice, after a timeout: the first wrote it), ErrRecordNotSent, or Redis's (a
+// NOSCRIPT error when Redis's script cache lacked the record's script: the task may
+// be queued without its record).
 func (r *Record) Err() error {
 	if !r.sent {
 		return ErrRecordNotSent
 	}
-	return r.hset.Err()
+	n, err := r.create.Int()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return ErrExists
+	}
+	return nil
 }
 
 // RecordHook returns the go-redis hook that sends a Record (WithRecord) in one
@@ -82,12 +92,16 @@ func (h recordHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			return next(ctx, cmd)
 		}
 		r.sent = true
-		key := jobKey(r.job.Queue, r.job.ID)
+		keys, args := r.jobs.createArgs(r.job)
 		_, _ = h.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			// Plain commands, not create.lua: the id is fresh, so there is nothing to
-			// check, and a script call costs Redis more than the writes it makes.
-			r.hset = p.HSet(ctx, key, recordFields(r.job)...)
-			p.Expire(ctx, key, r.jobs.retention)
+			// create.lua, not plain HSET and EXPIRE, which would cost Redis less: go-redis
+			// sends a pipeline again after a read timeout, and only the script leaves the
+			// record the first send wrote (and a worker may have started since) alone.
+			// EVALSHA: the script is not sent, nor hashed by Redis, on every enqueue.
+			// After a restart or a SCRIPT FLUSH the first one answers NOSCRIPT, the task
+			// is queued all the same, and Err says so: the caller then writes the record
+			// with Create, which loads the script for the next ones.
+			r.create = createScript.EvalSha(ctx, p, keys, args...)
 			_ = p.Process(ctx, cmd)
 			r.jobs.index(ctx, p, r.job)
 			return nil
@@ -97,9 +111,10 @@ func (h recordHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 }
 
 // PreloadScripts loads the scripts a job's life runs with EVALSHA (its record's
-// creation with a chosen id, start and outcome) into Redis's script cache (every
-// master's, on a cluster). A process calls it once Redis answers; without it the
-// first of each is slower (a NOSCRIPT, then the script sent), not wrong.
+// creation, start and outcome) into Redis's script cache (every master's, on a
+// cluster), so the first enqueue after a Redis restart carries its record too. A
+// process calls it once Redis answers; without it the first of each is slower, not
+// wrong.
 func PreloadScripts(ctx context.Context, rdb redis.UniversalClient) error {
 	for _, s := range []*redis.Script{createScript, startScript, finishScript} {
 		if err := s.Load(ctx, rdb).Err(); err != nil {
