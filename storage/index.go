@@ -141,9 +141,9 @@ func (c *completionCounter) add(queue string, t time.Time) {
 	c.mu.Unlock()
 }
 
-// flush adds the counts to Redis in one pipeline (one round trip per node). Counts
-// that may not have been added are kept for the next flush: a lost reply can count
-// them twice, never drop them.
+// flush adds the counts to Redis in one pipeline (one round trip per node). A count
+// whose INCRBY failed is kept for the next flush; one whose reply was lost may be
+// counted twice, never dropped.
 func (c *completionCounter) flush(ctx context.Context, rdb redis.UniversalClient) error {
 	c.mu.Lock()
 	n := c.n
@@ -152,26 +152,29 @@ func (c *completionCounter) flush(ctx context.Context, rdb redis.UniversalClient
 	if len(n) == 0 {
 		return nil
 	}
+	incrs := make(map[completionMinute]*redis.IntCmd, len(n))
 	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for m, count := range n {
 			key := completedKey(m.queue, m.minute)
-			p.IncrBy(ctx, key, count)
+			incrs[m] = p.IncrBy(ctx, key, count)
 			p.Expire(ctx, key, completedTTL)
 		}
 		return nil
 	})
-	if err != nil {
-		c.mu.Lock()
-		if c.n == nil {
-			c.n = map[completionMinute]int64{}
-		}
-		for m, count := range n {
-			c.n[m] += count
-		}
-		c.mu.Unlock()
-		return fmt.Errorf("count completions: %w", err)
+	if err == nil {
+		return nil
 	}
-	return nil
+	c.mu.Lock()
+	for m, incr := range incrs {
+		if incr.Err() != nil {
+			if c.n == nil {
+				c.n = map[completionMinute]int64{}
+			}
+			c.n[m] += n[m]
+		}
+	}
+	c.mu.Unlock()
+	return fmt.Errorf("count completions: %w", err)
 }
 
 // Completions returns how many tasks of queue completed in each of the n minutes up to

@@ -88,8 +88,8 @@ func (f *InFlight) Begin(ctx context.Context, worker, id, typ, queue string, now
 
 // End is Jobs.Finish and Remove in one script, group-committed as Begin is: it
 // records the outcome of attempt (a final one also drops the checkpoint) and that
-// worker is done with the task; a completion is counted for FlushCompletions. Errors: ErrStaleAttempt (the task is unindexed all the
-// same), or Redis's.
+// worker is done with the task; a completion is counted for FlushCompletions.
+// Errors: ErrStaleAttempt (the task is unindexed all the same), or Redis's.
 func (f *InFlight) End(ctx context.Context, worker, id, queue string, attempt int, state string, result []byte, errMsg string, now time.Time) error {
 	keys, args := f.jobs.finishArgs(id, queue, worker, attempt, state, result, errMsg, now)
 	var finish *redis.Cmd
