@@ -338,6 +338,13 @@ func (b *bench) drainFigure(ctx context.Context) error {
 		sss, bases = append(sss, ss), append(bases, base)
 	}
 	ss, base := median(sss), median(bases)
+	// Each pair ran back to back, so a drift in the machine's load weighs less on its
+	// ratio than on the ratio of the medians.
+	ratios := make([]float64, len(sss))
+	for i := range sss {
+		ratios[i] = float64(sss[i].run) / float64(bases[i].run)
+	}
+	slices.Sort(ratios)
 	b.rep.cmds = append(b.rep.cmds, cmdTable{what: "drain of " + count(n), per: "job",
 		ss: ss.cmds, base: base.cmds, ssN: ss.n, baseN: base.n, baseline: "b"})
 	b.rep.scaling = append(b.rep.scaling, ss)
@@ -345,6 +352,8 @@ func (b *bench) drainFigure(ctx context.Context) error {
 	b.rep.add(
 		row{figure: fmt.Sprintf("drain: %s echo jobs, concurrency 10, median of %d", count(n), ss.runs), unit: "s", ss: ss.run.Seconds(), base: base.run.Seconds(), better: lower, baseline: "b"},
 		row{figure: "drain cost per job", unit: "µs", ss: us(ss.perJob()), base: us(base.perJob()), better: lower, baseline: "b"},
+		row{figure: fmt.Sprintf("drain cost, shoestring / baseline (b) run after it: median of %d pairs (all: %s)", len(ratios), fmtRatios(ratios)),
+			unit: "ratio", ss: ratios[(len(ratios)-1)/2], note: "1.00 is parity", better: lower},
 		row{figure: "worker start until its first task", unit: "ms", ss: ms(ss.startup), base: ms(base.startup), better: lower, baseline: "b"},
 	)
 	if ss.workerCPU > 0 && base.workerCPU > 0 {
@@ -732,6 +741,15 @@ func (b *bench) thumbnailFigure(ctx context.Context, p *proc, url string) error 
 }
 
 // --- units ---
+
+// fmtRatios lists rs as "0.97x, 1.02x".
+func fmtRatios(rs []float64) string {
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = fmt.Sprintf("%.2fx", r)
+	}
+	return strings.Join(parts, ", ")
+}
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
