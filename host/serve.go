@@ -56,9 +56,6 @@ func (h *Host) open(ctx context.Context, rs runSpec) (*deps, func(), error) {
 		logger.ErrorContext(ctx, "redis unreachable at start", "redis", config.Redacted(cfg.RedisURL), "err", err)
 	} else {
 		logger.InfoContext(ctx, "redis connected", "redis", config.Redacted(cfg.RedisURL))
-		if err := storage.PreloadScripts(pctx, rdb); err != nil {
-			logger.DebugContext(ctx, "preload scripts", "err", err)
-		}
 	}
 	bucket, err := storage.OpenBucket(ctx, cfg.BlobURL, storage.BlobCredentials{
 		AWSAccessKeyID: cfg.AWSAccessKeyID, AWSSecretAccessKey: cfg.AWSSecretAccessKey, AWSSessionToken: cfg.AWSSessionToken,

@@ -110,15 +110,37 @@ func (h recordHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	}
 }
 
-// PreloadScripts loads the scripts a job's life runs with EVALSHA (its record's
-// creation, start and outcome) into Redis's script cache (every master's, on a
-// cluster), so the first enqueue after a Redis restart carries its record too. A
-// process calls it once Redis answers; without it the first of each is slower, not
-// wrong.
+// jobScripts are the scripts a job's life runs with EVALSHA: its record's creation,
+// start and outcome.
+var jobScripts = []*redis.Script{createScript, startScript, finishScript}
+
+// PreloadScripts loads the job scripts into Redis's script cache (every master's, on a
+// cluster). Clients made by OpenRedis need not call it: they load the scripts on
+// every new connection (loadScripts). Without either, the first of each is slower
+// (NOSCRIPT, then the script is sent) and the first enqueue writes its record just
+// after its task.
 func PreloadScripts(ctx context.Context, rdb redis.UniversalClient) error {
-	for _, s := range []*redis.Script{createScript, startScript, finishScript} {
+	for _, s := range jobScripts {
 		if err := s.Load(ctx, rdb).Err(); err != nil {
 			return fmt.Errorf("load scripts: %w", err)
+		}
+	}
+	return nil
+}
+
+// loadScripts is OpenRedis's OnConnect: it loads the job scripts on each new
+// connection, before the connection's first command (three round trips; a pipeline on
+// the connection being set up does not reach it in go-redis v9.23). A Redis that
+// restarted (or a replica a failover promoted, or a cluster node) has an empty script
+// cache, and every connection to it is new: so the first enqueue after a restart
+// carries its record in front of its task, as every other does. Only a SCRIPT FLUSH on
+// a live server empties the cache under open connections. Best effort: an error (a
+// user without the scripting commands, a server still loading its data) leaves the
+// connection as it is, and NOSCRIPT's fallbacks apply.
+func loadScripts(ctx context.Context, cn *redis.Conn) error {
+	for _, s := range jobScripts {
+		if s.Load(ctx, cn).Err() != nil {
+			break
 		}
 	}
 	return nil

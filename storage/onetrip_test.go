@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -172,5 +173,52 @@ func TestRecordRidesWithEnqueue(t *testing.T) {
 	}
 	if !errors.Is(rec.Err(), ErrRecordNotSent) {
 		t.Errorf("without the hook: %v, want ErrRecordNotSent", rec.Err())
+	}
+}
+
+// TestScriptsLoadedOnConnect: a client OpenRedis made loads the job scripts on every
+// new connection, so the first enqueue after a Redis restart (an empty script cache)
+// carries its record in front of its task, not after it.
+func TestScriptsLoadedOnConnect(t *testing.T) {
+	t.Parallel()
+	r := storagetest.StartRedis(t)
+	rdb, err := OpenRedis(r.URL(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	rdb.AddHook(RecordHook(rdb))
+	jobs := NewJobs(rdb, time.Hour, "default")
+	client := asynq.NewClientFromRedisClient(rdb)
+	ctx := context.Background()
+	enqueue := func(id string) (*Record, error) {
+		j := Job{ID: id, Type: "echo", Queue: "default", State: StatePending, CreatedAt: time.Now(), Payload: []byte(`{"n":1}`)}
+		ectx, rec := jobs.WithRecord(ctx, j)
+		_, err := client.EnqueueContext(ectx, asynq.NewTask("echo", j.Payload), asynq.TaskID(id), asynq.Queue("default"))
+		return rec, err
+	}
+	if rec, err := enqueue("before"); err != nil || rec.Err() != nil {
+		t.Fatalf("first enqueue: %v, record: %v", err, rec.Err())
+	}
+	r.Kill(t)
+	r.Start(t)
+	// The pool's connections died with the server: the first tries may fail on them.
+	deadline := time.Now().Add(5 * time.Second)
+	for i := 0; ; i++ {
+		id := "after" + strconv.Itoa(i)
+		rec, err := enqueue(id)
+		if err == nil {
+			if rec.Err() != nil {
+				t.Fatalf("first enqueue after a restart: record %v, want written in front of the task", rec.Err())
+			}
+			if j, err := jobs.Get(ctx, id); err != nil || string(j.Payload) != `{"n":1}` {
+				t.Fatalf("record after a restart: %+v, %v", j, err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no enqueue succeeded within 5 s of the restart: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -69,8 +69,9 @@ const (
 // password is the master's and its replicas', the sentinels are reached without one), or
 // redis-cluster://[[user]:pass@]host:port[,host:port...] (a *redis.ClusterClient; see
 // ParseClusterURL; rediss-cluster:// for TLS, with tlsSkipVerify as for rediss://).
-// It does not connect: the first command does. The client is safe for concurrent use;
-// close it when done.
+// It does not connect: the first command does. Each new connection loads the job
+// scripts (see loadScripts) before its first command. The client is safe for
+// concurrent use; close it when done.
 func OpenRedis(rawURL string, tlsSkipVerify bool) (redis.UniversalClient, error) {
 	if strings.HasPrefix(rawURL, "redis-cluster://") || strings.HasPrefix(rawURL, "rediss-cluster://") {
 		opts, err := ParseClusterURL(rawURL)
@@ -87,6 +88,7 @@ func OpenRedis(rawURL string, tlsSkipVerify bool) (redis.UniversalClient, error)
 		opts.Protocol = resp
 		opts.ReadBufferSize, opts.WriteBufferSize = readBufferSize, writeBufferSize
 		opts.PipelineReadBufferSize, opts.PipelineWriteBufferSize = pipelineBufferSize, pipelineBufferSize
+		opts.OnConnect = loadScripts
 		return redis.NewClusterClient(opts), nil
 	}
 	if strings.HasPrefix(rawURL, "redis-sentinel://") {
@@ -101,6 +103,7 @@ func OpenRedis(rawURL string, tlsSkipVerify bool) (redis.UniversalClient, error)
 		opts.Protocol = resp
 		opts.ReadBufferSize, opts.WriteBufferSize = readBufferSize, writeBufferSize
 		opts.PipelineReadBufferSize, opts.PipelineWriteBufferSize = pipelineBufferSize, pipelineBufferSize
+		opts.OnConnect = loadScripts
 		return redis.NewFailoverClient(opts), nil
 	}
 	opts, err := redis.ParseURL(rawURL)
@@ -118,6 +121,7 @@ func OpenRedis(rawURL string, tlsSkipVerify bool) (redis.UniversalClient, error)
 	opts.Protocol = resp
 	opts.ReadBufferSize, opts.WriteBufferSize = readBufferSize, writeBufferSize
 	opts.PipelineReadBufferSize, opts.PipelineWriteBufferSize = pipelineBufferSize, pipelineBufferSize
+	opts.OnConnect = loadScripts
 	return redis.NewClient(opts), nil
 }
 
