@@ -74,6 +74,15 @@ func (r *resender) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 	}
 }
 
+// enqueueEcho enqueues an echo task with payload {"n":1} and id on queue "default"
+// through client, its record riding along (WithRecord), and returns the record.
+func enqueueEcho(ctx context.Context, jobs *Jobs, client *asynq.Client, id string, opts ...asynq.Option) (*Record, error) {
+	j := Job{ID: id, Type: "echo", Queue: "default", State: StatePending, CreatedAt: time.Now(), Payload: []byte(`{"n":1}`)}
+	ectx, rec := jobs.WithRecord(ctx, j)
+	_, err := client.EnqueueContext(ectx, asynq.NewTask("echo", j.Payload), append(opts, asynq.TaskID(id), asynq.Queue("default"))...)
+	return rec, err
+}
+
 // An enqueue through asynq's client carries the job's record in its one round trip,
 // record first, and the task is fetched with its record in place.
 func TestRecordRidesWithEnqueue(t *testing.T) {
@@ -90,10 +99,7 @@ func TestRecordRidesWithEnqueue(t *testing.T) {
 	ctx := context.Background()
 
 	enqueue := func(id string, opts ...asynq.Option) (*Record, error) {
-		j := Job{ID: id, Type: "echo", Queue: "default", State: StatePending, CreatedAt: time.Now(), Payload: []byte(`{"n":1}`)}
-		ectx, rec := jobs.WithRecord(ctx, j)
-		_, err := client.EnqueueContext(ectx, asynq.NewTask("echo", j.Payload), append(opts, asynq.TaskID(id), asynq.Queue("default"))...)
-		return rec, err
+		return enqueueEcho(ctx, jobs, client, id, opts...)
 	}
 	// Redis's script cache lacks the record's script: the task is queued, the record
 	// says NOSCRIPT, and the caller writes it with Create, which loads the script.
@@ -191,12 +197,7 @@ func TestScriptsLoadedOnConnect(t *testing.T) {
 	jobs := NewJobs(rdb, time.Hour, "default")
 	client := asynq.NewClientFromRedisClient(rdb)
 	ctx := context.Background()
-	enqueue := func(id string) (*Record, error) {
-		j := Job{ID: id, Type: "echo", Queue: "default", State: StatePending, CreatedAt: time.Now(), Payload: []byte(`{"n":1}`)}
-		ectx, rec := jobs.WithRecord(ctx, j)
-		_, err := client.EnqueueContext(ectx, asynq.NewTask("echo", j.Payload), asynq.TaskID(id), asynq.Queue("default"))
-		return rec, err
-	}
+	enqueue := func(id string) (*Record, error) { return enqueueEcho(ctx, jobs, client, id) }
 	if rec, err := enqueue("before"); err != nil || rec.Err() != nil {
 		t.Fatalf("first enqueue: %v, record: %v", err, rec.Err())
 	}
