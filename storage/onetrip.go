@@ -3,7 +3,6 @@ package storage
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -113,20 +112,6 @@ func (h recordHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 // jobScripts are the scripts a job's life runs with EVALSHA: its record's creation,
 // start and outcome.
 var jobScripts = []*redis.Script{createScript, startScript, finishScript}
-
-// PreloadScripts loads the job scripts into Redis's script cache (every master's, on a
-// cluster). Clients made by OpenRedis need not call it: they load the scripts on
-// every new connection (loadScripts). Without either, the first of each is slower
-// (NOSCRIPT, then the script is sent) and the first enqueue writes its record just
-// after its task.
-func PreloadScripts(ctx context.Context, rdb redis.UniversalClient) error {
-	for _, s := range jobScripts {
-		if err := s.Load(ctx, rdb).Err(); err != nil {
-			return fmt.Errorf("load scripts: %w", err)
-		}
-	}
-	return nil
-}
 
 // loadScripts is OpenRedis's OnConnect: it loads the job scripts on each new
 // connection, before the connection's first command (three round trips; a pipeline on

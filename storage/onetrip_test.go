@@ -132,7 +132,8 @@ func TestRecordRidesWithEnqueue(t *testing.T) {
 		t.Fatalf("schedule: %v, record: %v", err, rec.Err())
 	}
 	// After a SCRIPT FLUSH both EVALSHAs fail; asynq sends EVAL, and the record says
-	// NOSCRIPT. PreloadScripts, as a process does at start, makes the next one whole.
+	// NOSCRIPT. Loading the scripts again, as a new connection does, makes the next one
+	// whole.
 	if err := rdb.ScriptFlush(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -143,11 +144,13 @@ func TestRecordRidesWithEnqueue(t *testing.T) {
 	if n := len(trips.take()); n != 2 {
 		t.Errorf("after a flush: %d round trips, want 2 (the pipeline, asynq's EVAL)", n)
 	}
-	if err := PreloadScripts(ctx, rdb); err != nil {
-		t.Fatal(err)
+	for _, s := range jobScripts {
+		if err := s.Load(ctx, rdb).Err(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if rec, err := enqueue("preloaded"); err != nil || rec.Err() != nil {
-		t.Fatalf("after PreloadScripts: %v, record: %v", err, rec.Err())
+		t.Fatalf("after loading the scripts: %v, record: %v", err, rec.Err())
 	}
 	// An id asynq refuses: the record was written, and the caller undoes it.
 	rec, err = enqueue("one")

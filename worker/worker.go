@@ -406,10 +406,15 @@ type taskLog struct {
 	l              *slog.Logger
 }
 
+// attrs are the attributes that name the task on each of its lines, then more.
+func (t *taskLog) attrs(more ...slog.Attr) []slog.Attr {
+	return append([]slog.Attr{slog.String("task_id", t.id), slog.String("task_type", t.typ), slog.String("queue", t.queue)}, more...)
+}
+
 // get returns the logger with the task's attributes.
 func (t *taskLog) get() *slog.Logger {
 	if t.l == nil {
-		t.l = t.base.With("task_id", t.id, "task_type", t.typ, "queue", t.queue)
+		t.l = slog.New(t.base.Handler().WithAttrs(t.attrs()))
 	}
 	return t.l
 }
@@ -497,10 +502,9 @@ func (w *Worker) record(ctx context.Context, log *taskLog, t *Task, result any, 
 	if state != storage.StateCompleted {
 		level = slog.LevelWarn
 	}
-	// The attributes get() would add, in its order, without its cost.
-	log.base.LogAttrs(ctx, level, "task "+state, slog.String("task_id", t.ID), slog.String("task_type", t.Type),
-		slog.String("queue", t.Queue), slog.Int("attempt", t.Attempt), slog.Int64("duration_ms", took.Milliseconds()),
-		slog.String("err", msg))
+	// The task's attributes on this line alone, without get()'s cost.
+	log.base.LogAttrs(ctx, level, "task "+state, log.attrs(slog.Int("attempt", t.Attempt),
+		slog.Int64("duration_ms", took.Milliseconds()), slog.String("err", msg))...)
 	return nil
 }
 
