@@ -2,7 +2,9 @@ package storage
 
 import (
 	"context"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -15,9 +17,34 @@ import (
 // their log: alone, a write leaves at once (no timer, no added latency); under load,
 // ten tasks' writes share one round trip. Each caller still waits for its own
 // write's outcome, so nothing reports done before Redis has it.
+//
+// Ride-along. A busy worker's other round trips are asynq's: its fetches (a Lua script
+// per queue tried: 1.9 per task drained from the middle one of three queues) and its
+// "done" scripts. A batcher's hook (InFlight.RideAlong) sends the writes waiting at
+// that moment in front of such a script call, in one pipeline, instead of in a round
+// trip of their own. Redis runs a pipeline's commands in order, each with its own
+// reply, as if sent one by one: the script's outcome is the same, and it waits only
+// for what Redis does with the writes (a few µs). The pipeline has the batcher's own
+// context, so a caller's cancellation cannot cut a group short: a script call whose
+// context is done, or due within batchTimeout, goes alone as before.
+//
+// A group waits for a ride only while rides come: when the hook has seen a script
+// call within the last rideWait, the group leaves with the next one or after
+// rideWait, whichever is first; otherwise (an idle worker, a lone task) at once.
+// Draining short tasks, this cuts a worker's round trips per task from 3.8 to 3.2,
+// against asynq's own 3.0 (go run ./bench -only drain).
 
 // batchTimeout bounds one group's round trip (go-redis's own IO timeouts are shorter).
 const batchTimeout = 10 * time.Second
+
+// rideWait is the longest a group waits for a ride: a tenth of a short task's cost,
+// and far below anything a person or an uptime check notices. Measured with the bench
+// at 0, 50 µs, 200 µs and 1 ms: 200 µs took the round trips most of the way (3.2 per
+// task; 1 ms: 3.1), with the least CPU per task.
+const rideWait = 200 * time.Microsecond
+
+// epoch makes monotonic timestamps that fit an atomic.Int64.
+var epoch = time.Now()
 
 // batchOp is one caller's commands: fill adds them to the pipeline and returns the
 // script call among them (nil for none), which is retried alone on NOSCRIPT.
@@ -35,7 +62,10 @@ type batcher struct {
 	rdb      redis.UniversalClient
 	mu       sync.Mutex
 	pending  []*batchOp
+	waiting  atomic.Int32 // len(pending), read without mu by the ride-along hook
 	flushing bool
+	// lastScript is when the hook last saw a script call, in ns since epoch.
+	lastScript atomic.Int64
 }
 
 // do sends fill's commands in the next group and waits for them, whatever ctx says:
@@ -45,13 +75,28 @@ func (b *batcher) do(fill func(ctx context.Context, p redis.Pipeliner) *redis.Cm
 	op := &batchOp{fill: fill, script: script, done: make(chan struct{})}
 	b.mu.Lock()
 	b.pending = append(b.pending, op)
+	b.waiting.Store(int32(len(b.pending)))
 	if !b.flushing {
 		b.flushing = true
-		go b.loop()
+		if time.Since(epoch)-time.Duration(b.lastScript.Load()) < rideWait {
+			time.AfterFunc(rideWait, b.loop) // a ride is likely: see Ride-along
+		} else {
+			go b.loop()
+		}
 	}
 	b.mu.Unlock()
 	<-op.done
 	return op.err
+}
+
+// take returns the waiting writes, which the caller must flush, or nil.
+func (b *batcher) take() []*batchOp {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ops := b.pending
+	b.pending = nil
+	b.waiting.Store(0)
+	return ops
 }
 
 // loop sends the waiting writes, a group per round trip, until none wait.
@@ -60,20 +105,22 @@ func (b *batcher) loop() {
 		b.mu.Lock()
 		ops := b.pending
 		b.pending = nil
+		b.waiting.Store(0)
 		if len(ops) == 0 {
 			b.flushing = false
 			b.mu.Unlock()
 			return
 		}
 		b.mu.Unlock()
-		b.flush(ops)
+		b.flush(ops, nil)
 	}
 }
 
-func (b *batcher) flush(ops []*batchOp) {
+// flush sends ops, then extra (nil for none) in the same pipeline, and completes ops.
+func (b *batcher) flush(ops []*batchOp, extra redis.Cmder) {
 	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
 	defer cancel()
-	scripts := b.send(ctx, ops)
+	scripts := b.send(ctx, ops, extra)
 	// A script missing from Redis's cache (after a restart or SCRIPT FLUSH) did not
 	// run: load it and send those writes again, with their other commands
 	// (idempotent, as pipelineScript requires).
@@ -92,7 +139,7 @@ func (b *batcher) flush(ops []*batchOp) {
 		}
 	}
 	if len(again) > 0 {
-		b.send(ctx, again)
+		b.send(ctx, again, nil)
 	}
 	for _, op := range ops {
 		if op.err == nil {
@@ -107,9 +154,9 @@ func (b *batcher) flush(ops []*batchOp) {
 	}
 }
 
-// send writes ops in one pipeline, hands each op its own commands, and returns each
-// op's script call.
-func (b *batcher) send(ctx context.Context, ops []*batchOp) []*redis.Cmd {
+// send writes ops, then extra unless nil, in one pipeline, hands each op its own
+// commands, and returns each op's script call.
+func (b *batcher) send(ctx context.Context, ops []*batchOp, extra redis.Cmder) []*redis.Cmd {
 	scripts := make([]*redis.Cmd, len(ops))
 	bounds := make([]int, len(ops)+1)
 	p := b.rdb.Pipeline()
@@ -117,9 +164,58 @@ func (b *batcher) send(ctx context.Context, ops []*batchOp) []*redis.Cmd {
 		scripts[i] = op.fill(ctx, p)
 		bounds[i+1] = p.Len()
 	}
+	if extra != nil {
+		_ = p.Process(ctx, extra)
+	}
 	cmds, _ := p.Exec(ctx) // each command holds its own error
 	for i, op := range ops {
 		op.cmds = cmds[bounds[i]:bounds[i+1]]
 	}
 	return scripts
+}
+
+// rideHook is the batcher's go-redis hook (see Ride-along above).
+type rideHook struct{ b *batcher }
+
+func (rideHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (rideHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+func (h rideHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if !isScriptCall(cmd) {
+			return next(ctx, cmd)
+		}
+		h.b.lastScript.Store(int64(time.Since(epoch)))
+		if h.b.waiting.Load() == 0 || !canRide(ctx) {
+			return next(ctx, cmd)
+		}
+		ops := h.b.take()
+		if len(ops) == 0 {
+			return next(ctx, cmd)
+		}
+		h.b.flush(ops, cmd)
+		return cmd.Err()
+	}
+}
+
+// canRide reports whether a script call made with ctx may carry a group: ctx is not
+// done, is due no sooner than the group's own timeout, and carries no job Record
+// (RecordHook's pipeline, not this one, must send that script).
+func canRide(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < batchTimeout {
+		return false
+	}
+	return ctx.Value(recordKey{}) == nil
+}
+
+// isScriptCall reports an EVALSHA or EVAL: asynq's every fetch and state change is one.
+func isScriptCall(cmd redis.Cmder) bool {
+	name := cmd.Name()
+	return strings.EqualFold(name, "evalsha") || strings.EqualFold(name, "eval")
 }

@@ -28,6 +28,19 @@ func NewInFlight(rdb redis.UniversalClient, jobs *Jobs) *InFlight {
 	return &InFlight{rdb: rdb, jobs: jobs, batch: &batcher{rdb: rdb}}
 }
 
+// RideAlong returns the hook that lets Begin's and End's writes travel with the other
+// Lua script calls made on the client (asynq's fetches, above all) instead of in round
+// trips of their own (see batch.go). Install it with rdb.AddHook on the client given
+// to NewInFlight and to the asynq servers. It is nil for a Redis Cluster client, whose
+// pipelines are split by node: there the writes keep their own round trips. Safe for
+// concurrent use.
+func (f *InFlight) RideAlong() redis.Hook {
+	if _, cluster := f.rdb.(*redis.ClusterClient); cluster {
+		return nil
+	}
+	return rideHook{f.batch}
+}
+
 // inflightKey is worker's index of the tasks of queue it runs: tagged with the queue,
 // so recover.lua checks it in the same step as it moves asynq's task.
 func inflightKey(queue, worker string) string {

@@ -28,10 +28,11 @@ func BenchmarkDrain(b *testing.B) {
 
 func benchDrain(b *testing.B, fetchers int) {
 	rdb, client, jobs := drainFixture(b)
-	wrdb, trips := countedClient(rdb)
-	defer trips.report(b)
+	wrdb := workerClient(rdb)
 	w := New(Config{Concurrency: 10, Fetchers: fetchers, Queues: map[string]int{"default": 1}, ShutdownTimeout: 5 * time.Second,
 		Retention: time.Hour}, wrdb, slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	trips := countTrips(wrdb) // after New's hook: counts what goes on the wire
+	defer trips.report(b)
 	w.Handle(kindEcho, func(context.Context, *Task) (any, error) { return nil, nil })
 	fill(b, client, jobs, b.N)
 	b.ResetTimer()
@@ -47,7 +48,8 @@ func benchDrain(b *testing.B, fetchers int) {
 func BenchmarkDrainAsynq(b *testing.B) {
 	rdb, client, jobs := drainFixture(b)
 	fill(b, client, jobs, b.N)
-	wrdb, trips := countedClient(rdb)
+	wrdb := workerClient(rdb)
+	trips := countTrips(wrdb)
 	defer trips.report(b)
 	b.ResetTimer()
 	srv := asynq.NewServerFromRedisClient(wrdb, asynq.Config{Concurrency: 10, Queues: map[string]int{"default": 1},
@@ -59,18 +61,22 @@ func BenchmarkDrainAsynq(b *testing.B) {
 	waitDrained(b, rdb, b.N)
 }
 
-// countedClient is a new client to rdb's server that counts its round trips (single
-// commands and pipelines, each one write and one read) and the commands they carry:
-// unlike time, the same on a busy machine as on an idle one.
-func countedClient(rdb *redis.Client) (*redis.Client, *tripCount) {
-	u, err := storage.OpenRedis("redis://"+rdb.Options().Addr, false) // as the worker opens it
+// workerClient is a new client to rdb's server, opened as the worker opens its own.
+func workerClient(rdb *redis.Client) *redis.Client {
+	u, err := storage.OpenRedis("redis://"+rdb.Options().Addr, false)
 	if err != nil {
 		panic(err)
 	}
-	c := u.(*redis.Client)
+	return u.(*redis.Client)
+}
+
+// countTrips counts c's round trips (single commands and pipelines, each one write and
+// one read) and the commands they carry: unlike time, the same on a busy machine as on
+// an idle one. Install it after any hook that changes what is sent.
+func countTrips(c *redis.Client) *tripCount {
 	t := &tripCount{}
 	c.AddHook(t)
-	return c, t
+	return t
 }
 
 type tripCount struct{ trips, cmds atomic.Int64 }

@@ -146,7 +146,8 @@ type Worker struct {
 }
 
 // New returns a worker that serves cfg.Queues on rdb, with no handlers yet: add them
-// with Handle before Start. A task of a kind with no handler fails its attempt and is
+// with Handle before Start. It installs a hook on rdb (storage.InFlight.RideAlong), so
+// give each Worker a client of its own. A task of a kind with no handler fails its attempt and is
 // retried with backoff, as a rolling deploy may bring a worker that knows it.
 func New(cfg Config, rdb redis.UniversalClient, logger *slog.Logger) *Worker {
 	host, _ := os.Hostname()
@@ -162,6 +163,10 @@ func New(cfg Config, rdb redis.UniversalClient, logger *slog.Logger) *Worker {
 		inflight: storage.NewInFlight(rdb, jobs),
 		logger:   logger,
 		id:       cfg.ID,
+	}
+	if h := w.inflight.RideAlong(); h != nil {
+		// Task starts and outcomes travel with asynq's fetches where they can.
+		rdb.AddHook(h)
 	}
 	w.watch = newWatchdog(cfg.Watchdog, w)
 	w.routes = make(map[string]Handler)
