@@ -61,6 +61,9 @@ type Config struct {
 	LogLevel slog.Level
 	// LogFormat is "text" (logfmt-like) or "json".
 	LogFormat string
+	// LogFlushInterval is how long a log line below warn may wait to be written with
+	// others (0: each line is written at once).
+	LogFlushInterval time.Duration
 	// HealthDetails is never, authorized or always: when /health shows per-check details.
 	HealthDetails string
 	// HealthAPIKey unlocks details when HealthDetails is authorized.
@@ -234,6 +237,11 @@ var settings = []Setting{
 		set: func(c *Config, v string) error { return c.LogLevel.UnmarshalText([]byte(v)) }},
 	{Name: "LOG_FORMAT", Default: "text", Description: "`text` (key=value lines) or `json`.",
 		set: func(c *Config, v string) error { c.LogFormat = v; return oneOf(v, "text", "json") }},
+	{Name: "LOG_FLUSH_INTERVAL", Default: "100ms", Description: "How long a log line below `warn` may wait to be written together with the next ones, 0-1s: one write for many lines (a line per task or request costs as much CPU to write alone as to format). A warning or error is written at once, with every line before it. `0` writes each line at once; a process killed with SIGKILL loses at most this much of its log.",
+		set: func(c *Config, v string) (err error) {
+			c.LogFlushInterval, err = parseDurationRange(v, 0, time.Second)
+			return err
+		}},
 	{Name: "HEALTH_DETAILS", Default: DetailsAuthorized, Description: "When `/health` shows per-check details: `never`, `authorized` (with `HEALTH_API_KEY`) or `always`.",
 		set: func(c *Config, v string) error {
 			c.HealthDetails = v

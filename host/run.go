@@ -21,6 +21,7 @@ import (
 
 	"github.com/shoestring-go/shoestring/config"
 	"github.com/shoestring-go/shoestring/storage"
+	"github.com/shoestring-go/shoestring/telemetry"
 )
 
 // Environment variables the parent sets for its child; not user settings.
@@ -125,7 +126,14 @@ func (h *Host) Run(ctx context.Context, args []string, getenv func(string) strin
 	if mode == "worker" {
 		proc = "worker"
 	}
-	rs.logger = newLogger(cfg, stdout).With("proc", proc)
+	logs := stdout
+	var lb *telemetry.LogBuffer
+	if cfg.LogFlushInterval > 0 {
+		lb = telemetry.NewLogBuffer(stdout, logBufferSize, cfg.LogFlushInterval)
+		defer lb.Close()
+		logs = lb
+	}
+	rs.logger = newLogger(cfg, logs, lb).With("proc", proc)
 	redis.SetLogger(storage.RedisLogger{L: rs.logger.With("component", "go-redis")})
 	switch mode {
 	case "web":
@@ -165,12 +173,24 @@ func withDotenv(getenv func(string) string, path string) (func(string) string, e
 	}, nil
 }
 
-func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+// logBufferSize bounds the log lines a process holds (LOG_FLUSH_INTERVAL): about 150
+// lines of a task's outcome.
+const logBufferSize = 32 << 10
+
+// newLogger logs to w in cfg's format and level; lb, when not nil, is w, and is
+// flushed after every line at warn or above.
+func newLogger(cfg config.Config, w io.Writer, lb *telemetry.LogBuffer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	var h slog.Handler
 	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		h = slog.NewJSONHandler(w, opts)
+	} else {
+		h = slog.NewTextHandler(w, opts)
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	if lb != nil {
+		h = telemetry.LogHandler(h, lb)
+	}
+	return slog.New(h)
 }
 
 func versionString(prog string) string {

@@ -66,7 +66,8 @@ func Start(tb testing.TB, build func(h *host.Host), env map[string]string, opts 
 
 // Run builds two Hosts with build (it registers the app's kinds, routes and checks, as
 // main does), runs one as "web" and one as "worker" with env (REDIS_URL is required;
-// PORT=0, LOG_FORMAT=json, BLOB_URL=mem:// and SHUTDOWN_TIMEOUT=3s unless given), and
+// PORT=0, LOG_FORMAT=json, LOG_FLUSH_INTERVAL=0 (a test reads a line as soon as it is
+// logged), BLOB_URL=mem:// and SHUTDOWN_TIMEOUT=3s unless given), and
 // returns once the web tier answers /health/ready with 200, within 15 s. Stop it with
 // Stop. Errors: an early exit of either Host (with its logs), or the 15 s deadline.
 func Run(build func(h *host.Host), env map[string]string, opts ...Options) (*App, error) {
@@ -74,7 +75,7 @@ func Run(build func(h *host.Host), env map[string]string, opts ...Options) (*App
 	if len(opts) > 0 {
 		o = opts[0]
 	}
-	vars := map[string]string{"PORT": "0", "LOG_FORMAT": "json", "BLOB_URL": "mem://", "SHUTDOWN_TIMEOUT": "3s"}
+	vars := map[string]string{"PORT": "0", "LOG_FORMAT": "json", "LOG_FLUSH_INTERVAL": "0", "BLOB_URL": "mem://", "SHUTDOWN_TIMEOUT": "3s"}
 	for k, v := range env {
 		vars[k] = v
 	}
