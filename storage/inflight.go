@@ -32,8 +32,11 @@ func NewInFlight(rdb redis.UniversalClient, jobs *Jobs) *InFlight {
 // Lua script calls made on the client (asynq's fetches, above all) instead of in round
 // trips of their own (see batch.go). Install it with rdb.AddHook on the client given
 // to NewInFlight and to the asynq servers. It is nil for a Redis Cluster client, whose
-// pipelines are split by node: there the writes keep their own round trips. Safe for
-// concurrent use.
+// pipelines are split by node: there the writes keep their own round trips. go-redis
+// copies a client's hooks to its Conn and Tx values, and a script call carrying
+// writes leaves on a pooled connection: so do not install it on a client whose script
+// calls must stay on one connection (inside WATCH, or on a Conn); neither asynq nor
+// shoestring makes any. Safe for concurrent use.
 func (f *InFlight) RideAlong() redis.Hook {
 	if _, cluster := f.rdb.(*redis.ClusterClient); cluster {
 		return nil
