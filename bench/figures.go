@@ -368,20 +368,33 @@ func (b *bench) drainFigure(ctx context.Context) error {
 }
 
 // scalingFigure drains each of scaleN with shoestring, and the largest with baseline
-// (b) too, to tell shoestring's growth from asynq's and Redis's.
+// (b) too, to tell shoestring's growth from asynq's and Redis's. The sizes take turns
+// (1k, 10k, 100k, then again), so that a slow spell of a shared machine, which lasts
+// seconds, weighs on every size and not on the size drained during it. A drain of a
+// hundredth of the largest or less lasts a fraction of a second, so it runs three
+// times a turn: its median is of three times as many runs.
 func (b *bench) scalingFigure(ctx context.Context) error {
-	for _, n := range b.opts.scaleN {
-		var ds []drain
-		for range b.opts.drainRuns {
-			d, err := b.drainShoestring(ctx, n)
-			if err != nil {
-				return fmt.Errorf("%s jobs: %w", count(n), err)
+	largest := slices.Max(b.opts.scaleN)
+	runs := make([][]drain, len(b.opts.scaleN))
+	for range b.opts.drainRuns {
+		for i, n := range b.opts.scaleN {
+			reps := 1
+			if n*100 <= largest {
+				reps = 3
 			}
-			ds = append(ds, d)
+			for range reps {
+				d, err := b.drainShoestring(ctx, n)
+				if err != nil {
+					return fmt.Errorf("%s jobs: %w", count(n), err)
+				}
+				runs[i] = append(runs[i], d)
+			}
 		}
+	}
+	for _, ds := range runs {
 		b.rep.scaling = append(b.rep.scaling, median(ds))
 	}
-	n := slices.Max(b.opts.scaleN)
+	n := largest
 	d, err := b.drainBare(ctx, n)
 	if err != nil {
 		return fmt.Errorf("baseline (b), %s jobs: %w", count(n), err)
