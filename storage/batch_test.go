@@ -50,17 +50,23 @@ func (w *wire) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Process
 	}
 }
 
-// rideFixture is an InFlight whose client has the ride-along hook, then a wire
-// counter. Its batcher is marked busy, so writes wait for a ride and never leave on
-// their own: what the test sees is the hook's doing alone.
-func rideFixture(t *testing.T) (*InFlight, redis.UniversalClient, *wire) {
+// openRedis is a client of r's server as OpenRedis makes it, closed when t ends.
+func openRedis(t *testing.T, r *storagetest.Redis) redis.UniversalClient {
 	t.Helper()
-	r := storagetest.StartRedis(t)
 	rdb, err := OpenRedis(r.URL(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rdb.Close() })
+	return rdb
+}
+
+// rideFixture is an InFlight whose client has the ride-along hook, then a wire
+// counter. Its batcher is marked busy, so writes wait for a ride and never leave on
+// their own: what the test sees is the hook's doing alone.
+func rideFixture(t *testing.T) (*InFlight, redis.UniversalClient, *wire) {
+	t.Helper()
+	rdb := openRedis(t, storagetest.StartRedis(t))
 	jobs := NewJobs(rdb, time.Hour, "default")
 	f := NewInFlight(rdb, jobs)
 	rdb.AddHook(f.RideAlong())
@@ -182,12 +188,7 @@ func TestRideAlongDeclines(t *testing.T) {
 // ride, then leaves on its own.
 func TestRideWaitsOnlyWhileRidesCome(t *testing.T) {
 	t.Parallel()
-	r := storagetest.StartRedis(t)
-	rdb, err := OpenRedis(r.URL(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rdb.Close()
+	rdb := openRedis(t, storagetest.StartRedis(t))
 	f := NewInFlight(rdb, NewJobs(rdb, time.Hour, "default"))
 	rdb.AddHook(f.RideAlong())
 	ctx := context.Background()

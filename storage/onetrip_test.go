@@ -191,11 +191,7 @@ func TestRecordRidesWithEnqueue(t *testing.T) {
 func TestScriptsLoadedOnConnect(t *testing.T) {
 	t.Parallel()
 	r := storagetest.StartRedis(t)
-	rdb, err := OpenRedis(r.URL(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rdb.Close()
+	rdb := openRedis(t, r)
 	rdb.AddHook(RecordHook(rdb))
 	jobs := NewJobs(rdb, time.Hour, "default")
 	client := asynq.NewClientFromRedisClient(rdb)
