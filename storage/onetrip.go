@@ -113,18 +113,32 @@ func (h recordHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 // start and outcome.
 var jobScripts = []*redis.Script{createScript, startScript, finishScript}
 
-// loadScripts is OpenRedis's OnConnect: it loads the job scripts on each new
-// connection, before the connection's first command (three round trips; a pipeline on
-// the connection being set up does not reach it in go-redis v9.23). A Redis that
-// restarted (or a replica a failover promoted, or a cluster node) has an empty script
-// cache, and every connection to it is new: so the first enqueue after a restart
-// carries its record in front of its task, as every other does. Only a SCRIPT FLUSH on
+// jobScriptHashes are jobScripts' SHA1s, in the same order.
+var jobScriptHashes = func() []string {
+	h := make([]string, len(jobScripts))
+	for i, s := range jobScripts {
+		h[i] = s.Hash()
+	}
+	return h
+}()
+
+// loadScripts is OpenRedis's OnConnect: before a new connection's first command, it
+// makes sure Redis has the job scripts: one SCRIPT EXISTS, then a SCRIPT LOAD of each
+// one missing (a pipeline on the connection being set up does not reach it in go-redis
+// v9.23). A Redis that restarted (or a replica a failover promoted, or a cluster node)
+// has an empty script cache, and every connection to it is new: so the first enqueue
+// after a restart carries its record in front of its task, as every other does; later
+// connections find the scripts there, and cost one round trip. Only a SCRIPT FLUSH on
 // a live server empties the cache under open connections. Best effort: an error (a
 // user without the scripting commands, a server still loading its data) leaves the
 // connection as it is, and NOSCRIPT's fallbacks apply.
 func loadScripts(ctx context.Context, cn *redis.Conn) error {
-	for _, s := range jobScripts {
-		if s.Load(ctx, cn).Err() != nil {
+	have, err := cn.ScriptExists(ctx, jobScriptHashes...).Result()
+	if err != nil || len(have) != len(jobScripts) {
+		return nil
+	}
+	for i, s := range jobScripts {
+		if !have[i] && s.Load(ctx, cn).Err() != nil {
 			break
 		}
 	}

@@ -3,7 +3,9 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -185,14 +187,30 @@ func TestRecordRidesWithEnqueue(t *testing.T) {
 	}
 }
 
-// TestScriptsLoadedOnConnect: a client OpenRedis made loads the job scripts on every
-// new connection, so the first enqueue after a Redis restart (an empty script cache)
-// carries its record in front of its task, not after it.
+// TestScriptsLoadedOnConnect: a client OpenRedis made makes sure of the job scripts on
+// every new connection, so the first enqueue after a Redis restart (an empty script
+// cache) carries its record in front of its task, not after it; a connection that
+// finds them loaded asks once and loads nothing.
 func TestScriptsLoadedOnConnect(t *testing.T) {
 	t.Parallel()
 	r := storagetest.StartRedis(t)
 	rdb := openRedis(t, r)
+	sent := &scriptCmds{}
+	rdb.AddHook(sent)
 	rdb.AddHook(RecordHook(rdb))
+	ctx0 := context.Background()
+	for i, want := range []string{"exists load load load", "exists"} {
+		sent.reset()
+		// A new connection (the first stays held): its set-up runs before its first command.
+		cn := rdb.(*redis.Client).Conn()
+		defer cn.Close()
+		if err := cn.Ping(ctx0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if got := sent.String(); got != want {
+			t.Errorf("connection %d's set-up sent %q, want %q", i+1, got, want)
+		}
+	}
 	jobs := NewJobs(rdb, time.Hour, "default")
 	client := asynq.NewClientFromRedisClient(rdb)
 	ctx := context.Background()
@@ -221,4 +239,36 @@ func TestScriptsLoadedOnConnect(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// scriptCmds records the SCRIPT subcommands a client sends (on its connections' set-up
+// too: go-redis gives each connection the client's hooks).
+type scriptCmds struct {
+	mu   sync.Mutex
+	subs []string
+}
+
+func (c *scriptCmds) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (c *scriptCmds) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if args := cmd.Args(); cmd.Name() == "script" && len(args) > 1 {
+			c.mu.Lock()
+			c.subs = append(c.subs, strings.ToLower(fmt.Sprint(args[1])))
+			c.mu.Unlock()
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (c *scriptCmds) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+func (c *scriptCmds) reset() { c.mu.Lock(); c.subs = nil; c.mu.Unlock() }
+
+func (c *scriptCmds) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return strings.Join(c.subs, " ")
 }
