@@ -516,7 +516,11 @@ func (h *Host) runWorker(ctx context.Context, rs runSpec, getenv func(string) st
 		return err
 	}
 	defer w.Stop()
-	trimStartup(logger)
+	go func() {
+		tick := time.NewTicker(idleTick)
+		defer tick.Stop()
+		trimWhenIdle(ctx, w.Activity, tick.C, time.After(trimDeadline), func() { trimStartup(logger) })
+	}()
 
 	parentGone := make(chan struct{})
 	if ppid > 0 {
@@ -543,6 +547,45 @@ func newReaper(d *deps, logger *slog.Logger) *worker.Reaper {
 	hostname, _ := os.Hostname()
 	return &worker.Reaper{InFlight: storage.NewInFlight(d.rdb, d.jobs), Queues: slices.Sorted(maps.Keys(d.cfg.Queues)),
 		ID: hostname + ":" + strconv.Itoa(os.Getpid()), Logger: logger.With("component", "reaper")}
+}
+
+// A worker gives back its start-up memory once it has been idle for idleTicks ticks of
+// idleTick (no task running, none ended), or trimDeadline after start, whichever is
+// first. The trim (a forced collection, a read of smaps, unmapping the binary's
+// start-up pages: about 12 ms, then a page fault wherever code runs again) is for an
+// idle process; a worker that starts with a backlog would pay it in its first tasks.
+const (
+	idleTick     = 250 * time.Millisecond
+	idleTicks    = 4
+	trimDeadline = 30 * time.Second
+)
+
+// trimWhenIdle calls trim once activity (Worker.Activity) has not changed, with no
+// task running, for idleTicks ticks in a row, or when deadline fires; it returns
+// without trimming when ctx is done.
+func trimWhenIdle(ctx context.Context, activity func() (ended, running int64), tick, deadline <-chan time.Time, trim func()) {
+	last, quiet := int64(-1), 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline:
+			trim()
+			return
+		case <-tick:
+			ended, running := activity()
+			if running == 0 && ended == last {
+				quiet++
+			} else {
+				quiet = 0
+			}
+			last = ended
+			if quiet >= idleTicks {
+				trim()
+				return
+			}
+		}
+	}
 }
 
 // trimStartup gives back the memory that only start-up used (see trimAfterStart), once

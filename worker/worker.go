@@ -181,6 +181,13 @@ func (w *Worker) Handle(typ string, h Handler) { w.routes[typ] = h }
 // ID is the id this worker's heartbeat and in-flight index are recorded under.
 func (w *Worker) ID() string { return w.id }
 
+// Activity returns how many tasks have ended (completed or failed an attempt) since
+// Start, and how many are running now: polled, it tells a worker that has sat idle.
+// Safe for concurrent use.
+func (w *Worker) Activity() (ended, running int64) {
+	return w.processed.Load() + w.failed.Load(), w.active.Load()
+}
+
 // Start starts the asynq server and the heartbeat, and returns once tasks are being
 // fetched. Errors: Redis unreachable, or a second Start.
 func (w *Worker) Start(ctx context.Context) error {
