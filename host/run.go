@@ -126,14 +126,9 @@ func (h *Host) Run(ctx context.Context, args []string, getenv func(string) strin
 	if mode == "worker" {
 		proc = "worker"
 	}
-	logs := stdout
-	var lb *telemetry.LogBuffer
-	if cfg.LogFlushInterval > 0 {
-		lb = telemetry.NewLogBuffer(stdout, logBufferSize, cfg.LogFlushInterval)
-		defer lb.Close()
-		logs = lb
-	}
-	rs.logger = newLogger(cfg, logs, lb).With("proc", proc)
+	logger, closeLog := newLogger(cfg, stdout)
+	defer closeLog()
+	rs.logger = logger.With("proc", proc)
 	redis.SetLogger(storage.RedisLogger{L: rs.logger.With("component", "go-redis")})
 	switch mode {
 	case "web":
@@ -177,9 +172,14 @@ func withDotenv(getenv func(string) string, path string) (func(string) string, e
 // lines of a task's outcome.
 const logBufferSize = 32 << 10
 
-// newLogger logs to w in cfg's format and level; lb, when not nil, is w, and is
-// flushed after every line at warn or above.
-func newLogger(cfg config.Config, w io.Writer, lb *telemetry.LogBuffer) *slog.Logger {
+// newLogger logs to w in cfg's format and level, through a LogBuffer when
+// cfg.LogFlushInterval is set. Call closeLog before exit: it writes what is buffered.
+func newLogger(cfg config.Config, w io.Writer) (logger *slog.Logger, closeLog func()) {
+	var lb *telemetry.LogBuffer
+	if cfg.LogFlushInterval > 0 {
+		lb = telemetry.NewLogBuffer(w, logBufferSize, cfg.LogFlushInterval)
+		w = lb
+	}
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
 	var h slog.Handler
 	if cfg.LogFormat == "json" {
@@ -187,10 +187,10 @@ func newLogger(cfg config.Config, w io.Writer, lb *telemetry.LogBuffer) *slog.Lo
 	} else {
 		h = slog.NewTextHandler(w, opts)
 	}
-	if lb != nil {
-		h = telemetry.LogHandler(h, lb)
+	if lb == nil {
+		return slog.New(h), func() {}
 	}
-	return slog.New(h)
+	return slog.New(telemetry.LogHandler(h, lb)), func() { lb.Close() }
 }
 
 func versionString(prog string) string {

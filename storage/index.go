@@ -134,11 +134,16 @@ type completionMinute struct {
 // add counts one completion of queue at t.
 func (c *completionCounter) add(queue string, t time.Time) {
 	c.mu.Lock()
+	c.addLocked(completionMinute{queue, t.Unix() / 60}, 1)
+	c.mu.Unlock()
+}
+
+// addLocked counts k completions of m, with c.mu held.
+func (c *completionCounter) addLocked(m completionMinute, k int64) {
 	if c.n == nil {
 		c.n = map[completionMinute]int64{}
 	}
-	c.n[completionMinute{queue, t.Unix() / 60}]++
-	c.mu.Unlock()
+	c.n[m] += k
 }
 
 // flush adds the counts to Redis in one pipeline (one round trip per node). A count
@@ -167,10 +172,7 @@ func (c *completionCounter) flush(ctx context.Context, rdb redis.UniversalClient
 	c.mu.Lock()
 	for m, incr := range incrs {
 		if incr.Err() != nil {
-			if c.n == nil {
-				c.n = map[completionMinute]int64{}
-			}
-			c.n[m] += n[m]
+			c.addLocked(m, n[m])
 		}
 	}
 	c.mu.Unlock()

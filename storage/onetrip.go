@@ -3,7 +3,6 @@ package storage
 import (
 	"context"
 	"errors"
-	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -87,7 +86,7 @@ func (h recordHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		if r == nil || r.sent {
 			return next(ctx, cmd)
 		}
-		if name := cmd.Name(); !strings.EqualFold(name, "evalsha") && !strings.EqualFold(name, "eval") {
+		if !isScriptCall(cmd) {
 			return next(ctx, cmd)
 		}
 		r.sent = true

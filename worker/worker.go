@@ -148,8 +148,8 @@ type Worker struct {
 // New returns a worker that serves cfg.Queues on rdb, with no handlers yet: add them
 // with Handle before Start. It installs a hook on rdb (storage.InFlight.RideAlong) that
 // lets task starts and outcomes travel with asynq's script calls; it stays after Stop,
-// idle. A task of a kind with no handler fails its attempt and is
-// retried with backoff, as a rolling deploy may bring a worker that knows it.
+// idle. A task of a kind with no handler fails its attempt and is retried with
+// backoff, as a rolling deploy may bring a worker that knows it.
 func New(cfg Config, rdb redis.UniversalClient, logger *slog.Logger) *Worker {
 	host, _ := os.Hostname()
 	if cfg.ID == "" {
