@@ -18,7 +18,7 @@ import (
 func BenchmarkEnqueueAPI(b *testing.B) {
 	r := storagetest.StartRedis(b)
 	a := hosttest.Start(b, func(h *host.Host) { demo.Register(h) },
-		map[string]string{"REDIS_URL": r.URL(), "API_TOKEN": testToken, "DEMO_TASKS": "true", "LOG_LEVEL": "info"},
+		map[string]string{"REDIS_URL": r.URL(), "API_TOKEN": testToken, "DEMO_TASKS": "true", "LOG_LEVEL": "info", "LOG_FLUSH_INTERVAL": "100ms"},
 		hosttest.Options{WebOnly: true})
 	body := []byte(`{"type":"echo","payload":{"message":"hello"}}`)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 10}}

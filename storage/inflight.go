@@ -20,6 +20,7 @@ type InFlight struct {
 	jobs      *Jobs
 	batch     *batcher // Begin and End group-commit
 	completed completionCounter
+	fetched   starts // made at fetch (StartAtFetch), until Started takes them
 }
 
 // NewInFlight returns the in-flight index on rdb; recovered tasks' records are updated

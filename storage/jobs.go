@@ -311,10 +311,15 @@ func parseEvents(s string) []Event {
 	return out
 }
 
+// startFn is start.lua: the Lua function start, which startcall.lua and fetch.lua call.
+//
 //go:embed start.lua
-var startLua string
+var startFn string
 
-var startScript = redis.NewScript(startLua)
+//go:embed startcall.lua
+var startCall string
+
+var startScript = redis.NewScript(startFn + startCall)
 
 // Start marks id active and counts the attempt, creating the record when a task was
 // enqueued without one. It returns the attempt number (1 for the first run), or

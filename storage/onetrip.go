@@ -109,8 +109,8 @@ func (h recordHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 }
 
 // jobScripts are the scripts a job's life runs with EVALSHA: its record's creation,
-// start and outcome.
-var jobScripts = []*redis.Script{createScript, startScript, finishScript}
+// start (alone, or with its task's fetch) and outcome.
+var jobScripts = []*redis.Script{createScript, startScript, fetchScript, finishScript}
 
 // jobScriptHashes are jobScripts' SHA1s, in the same order.
 var jobScriptHashes = func() []string {

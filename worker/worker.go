@@ -146,9 +146,11 @@ type Worker struct {
 }
 
 // New returns a worker that serves cfg.Queues on rdb, with no handlers yet: add them
-// with Handle before Start. It installs a hook on rdb (storage.InFlight.RideAlong) that
-// lets task starts and outcomes travel with asynq's script calls; it stays after Stop,
-// idle. A task of a kind with no handler fails its attempt and is retried with
+// with Handle before Start. It installs two hooks on rdb, which stay after Stop, idle:
+// storage.InFlight.StartAtFetch's, which starts each job in the script that fetches
+// its task, and RideAlong's, which lets task outcomes travel with asynq's script
+// calls. Give each Worker a client of its own: with two on one client, jobs are
+// started apart from their fetches. A task of a kind with no handler fails its attempt and is retried with
 // backoff, as a rolling deploy may bring a worker that knows it.
 func New(cfg Config, rdb redis.UniversalClient, logger *slog.Logger) *Worker {
 	host, _ := os.Hostname()
@@ -165,8 +167,13 @@ func New(cfg Config, rdb redis.UniversalClient, logger *slog.Logger) *Worker {
 		logger:   logger,
 		id:       cfg.ID,
 	}
+	if h := w.inflight.StartAtFetch(w.id); h != nil {
+		// A task's fetch starts its job too; first, so the fetch can carry writes below.
+		rdb.AddHook(h)
+	}
 	if h := w.inflight.RideAlong(); h != nil {
-		// Task starts and outcomes travel with asynq's fetches where they can.
+		// Task outcomes (and the starts Begin makes) travel with asynq's fetches where
+		// they can.
 		rdb.AddHook(h)
 	}
 	w.watch = newWatchdog(cfg.Watchdog, w)
@@ -359,13 +366,16 @@ func (w *Worker) wrap(h Handler) asynq.Handler {
 		queue, _ := asynq.GetQueueName(ctx)
 		log := &taskLog{base: w.logger, id: id, typ: at.Type(), queue: queue}
 
-		// One round trip: the record says active, and the index says this worker runs it
-		// (the supervisor requeues what is in the index if the process dies).
-		var attempt int
-		err = retryRedis(ctx, log, "record task start", func() (err error) {
-			attempt, err = w.inflight.Begin(ctx, w.id, id, at.Type(), queue, time.Now())
-			return err
-		})
+		// The record says active, and the index says this worker runs it (the supervisor
+		// requeues what is in the index if the process dies): done by the fetch, or else
+		// in one round trip now.
+		attempt, started, err := w.inflight.Started(id)
+		if !started {
+			err = retryRedis(ctx, log, "record task start", func() (err error) {
+				attempt, err = w.inflight.Begin(ctx, w.id, id, at.Type(), queue, time.Now())
+				return err
+			})
+		}
 		if errors.Is(err, storage.ErrCompleted) {
 			log.get().InfoContext(ctx, "task already completed; not running it again")
 			return nil

@@ -1,0 +1,171 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/shoestring-go/shoestring/storage/storagetest"
+)
+
+// fetchOutcome is what a handler saw of its task's start.
+type fetchOutcome struct {
+	id      string
+	attempt int
+	started bool
+	err     error
+	record  Job
+}
+
+// serveFetches runs an asynq server on rdb until n tasks were handled, each handler
+// taking its start from f, and returns what each saw.
+func serveFetches(t *testing.T, rdb redis.UniversalClient, f *InFlight, n int) []fetchOutcome {
+	t.Helper()
+	out := make(chan fetchOutcome, n)
+	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{Concurrency: 2, Queues: map[string]int{"default": 1},
+		TaskCheckInterval: 10 * time.Millisecond, LogLevel: asynq.FatalLevel})
+	err := srv.Start(asynq.HandlerFunc(func(ctx context.Context, task *asynq.Task) error {
+		id, _ := asynq.GetTaskID(ctx)
+		o := fetchOutcome{id: id}
+		o.attempt, o.started, o.err = f.Started(id)
+		o.record, _ = f.jobs.Get(ctx, id)
+		out <- o
+		return nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	var got []fetchOutcome
+	for range n {
+		select {
+		case o := <-out:
+			got = append(got, o)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of %d tasks handled in 10 s", len(got), n)
+		}
+	}
+	return got
+}
+
+// TestStartAtFetch: asynq's fetch becomes fetch.lua, which starts the job of the task
+// it takes (record active, attempt counted, owner and in-flight index set) in the same
+// script, with no start.lua of its own; a completed job is reported, not restarted; a
+// task without a record is left for Begin. If this fails after an asynq upgrade, its
+// dequeue script changed: compare it with asynqDequeueHash and fetch.lua.
+func TestStartAtFetch(t *testing.T) {
+	t.Parallel()
+	rdb := openRedis(t, storagetest.StartRedis(t))
+	jobs := NewJobs(rdb, time.Hour, "default")
+	f := NewInFlight(rdb, jobs)
+	rdb.AddHook(f.StartAtFetch("w1"))
+	rdb.AddHook(f.RideAlong())
+	shas := &tripCounter{}
+	rdb.AddHook(shas)
+	ctx := context.Background()
+	client := asynq.NewClientFromRedisClient(rdb)
+	enqueue := func(id string, record bool) {
+		t.Helper()
+		if record {
+			if err := jobs.Create(ctx, Job{ID: id, Type: "echo", Queue: "default", State: StatePending, CreatedAt: time.Now()}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := client.Enqueue(asynq.NewTask("echo", nil), asynq.TaskID(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	enqueue("a", true)
+	enqueue("b", true)
+	enqueue("done", true)
+	if _, err := jobs.Start(ctx, "done", "echo", "default", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := jobs.Finish(ctx, "done", "default", 1, StateCompleted, nil, "", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	enqueue("bare", false)
+
+	starts := startScript.Hash()
+	before := shas.evalShas(starts)
+	got := serveFetches(t, rdb, f, 4)
+	if n := shas.evalShas(starts) - before; n != 0 {
+		t.Errorf("%d start.lua calls on the wire, want 0: the fetches start the jobs", n)
+	}
+	if shas.evalShas(asynqDequeueHash) != 0 || shas.evalShas(fetchScript.Hash()) == 0 {
+		t.Errorf("asynq's dequeue sent %d times, fetch.lua %d: want 0 and some", shas.evalShas(asynqDequeueHash), shas.evalShas(fetchScript.Hash()))
+	}
+	for _, o := range got {
+		switch o.id {
+		case "a", "b":
+			if !o.started || o.err != nil || o.attempt != 1 {
+				t.Errorf("%s: Started = %d, %v, %v; want attempt 1", o.id, o.attempt, o.started, o.err)
+			}
+			if r := o.record; r.State != StateActive || r.Attempts != 1 || len(r.Events) != 2 {
+				t.Errorf("%s: record %+v, want active, attempt 1, created and started", o.id, r)
+			}
+			if w, _ := rdb.HGet(ctx, jobKey("default", o.id), "worker").Result(); w != "w1" {
+				t.Errorf("%s: the attempt's owner is %q, want w1", o.id, w)
+			}
+			if q, err := rdb.HGet(ctx, inflightKey("default", "w1"), o.id).Result(); err != nil || q != "default" {
+				t.Errorf("%s: in-flight index says %q, %v; want default", o.id, q, err)
+			}
+		case "done":
+			if !o.started || !errors.Is(o.err, ErrCompleted) || o.record.State != StateCompleted || o.record.Attempts != 1 {
+				t.Errorf("done: Started = %d, %v, %v, record %+v; want ErrCompleted, record unchanged", o.attempt, o.started, o.err, o.record)
+			}
+			if rdb.HExists(ctx, inflightKey("default", "w1"), "done").Val() {
+				t.Error("done: indexed, want left out")
+			}
+		case "bare":
+			if o.started || o.err != nil {
+				t.Errorf("bare: Started = %d, %v, %v; want not started (no record: Begin's)", o.attempt, o.started, o.err)
+			}
+			if _, err := jobs.Get(ctx, "bare"); !errors.Is(err, ErrNotFound) {
+				t.Errorf("bare: record %v, want none", err)
+			}
+		}
+	}
+	// Each start is taken once.
+	if _, ok, _ := f.Started("a"); ok {
+		t.Error("a: Started twice")
+	}
+
+	// After a SCRIPT FLUSH the fetch loads fetch.lua (EVAL) and still starts the job.
+	if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	enqueue("flushed", true)
+	if o := serveFetches(t, rdb, f, 1)[0]; !o.started || o.attempt != 1 || o.record.State != StateActive {
+		t.Errorf("after a flush: Started = %d, %v, %v, record %+v", o.attempt, o.started, o.err, o.record)
+	}
+}
+
+// TestStartAtFetchSharedClient: with a second InFlight's hook asked for on the same
+// client, no hook can tell whose fetch it sees, so neither starts jobs: every handler
+// finds no start and calls Begin.
+func TestStartAtFetchSharedClient(t *testing.T) {
+	t.Parallel()
+	rdb := openRedis(t, storagetest.StartRedis(t))
+	jobs := NewJobs(rdb, time.Hour, "default")
+	f1, f2 := NewInFlight(rdb, jobs), NewInFlight(rdb, jobs)
+	rdb.AddHook(f1.StartAtFetch("w1"))
+	if h := f2.StartAtFetch("w2"); h != nil {
+		t.Fatal("a second StartAtFetch on one client returned a hook")
+	}
+	ctx := context.Background()
+	if err := jobs.Create(ctx, Job{ID: "x", Type: "echo", Queue: "default", State: StatePending, CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := asynq.NewClientFromRedisClient(rdb).Enqueue(asynq.NewTask("echo", nil), asynq.TaskID("x")); err != nil {
+		t.Fatal(err)
+	}
+	o := serveFetches(t, rdb, f1, 1)[0]
+	if o.started || o.record.State != StatePending || o.record.Attempts != 0 {
+		t.Errorf("shared client: Started = %d, %v, %v, record %+v; want not started, record pending", o.attempt, o.started, o.err, o.record)
+	}
+}
