@@ -136,6 +136,8 @@ func (h *Host) Logger() *slog.Logger {
 
 // Redis returns the process's one Redis client, shared with asynq; nil before Run.
 // Keys an app writes should start with its own prefix, never "shoestring:" or "asynq:".
+// In a worker process its hooks start the job of every task fetched through it from
+// QUEUES (see worker.New): run no asynq server of your own on those queues with it.
 func (h *Host) Redis() redis.UniversalClient {
 	if d := h.deps.Load(); d != nil {
 		return d.rdb

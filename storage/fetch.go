@@ -4,6 +4,7 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,25 +47,19 @@ if redis.call("EXISTS", KEYS[2]) == 0 then
 end
 return nil`).Hash()
 
-// maxStarts bounds the starts waiting for their handlers. asynq runs the handler of
-// every task it fetches, but a task whose deadline passed before its handler began, or
-// one a shutdown requeued first, leaves its start behind; past the bound those older
-// than staleStart are dropped.
-const (
-	maxStarts  = 1024
-	staleStart = time.Minute
-)
-
 // started is the outcome of a start made at fetch: the attempt, or -1 (completed).
 type started struct {
 	attempt int
 	at      time.Time
 }
 
-// starts are the starts made at fetch, by task id, until their handlers take them.
+// starts are the starts made at fetch, by task id, until their handlers take them, and
+// the index entries of the worker that nothing in it holds, since when
+// (RequeueStranded).
 type starts struct {
-	mu sync.Mutex
-	m  map[string]started
+	mu      sync.Mutex
+	m       map[string]started
+	unknown map[string]time.Time
 }
 
 func (s *starts) put(id string, st started) {
@@ -72,13 +67,6 @@ func (s *starts) put(id string, st started) {
 	defer s.mu.Unlock()
 	if s.m == nil {
 		s.m = make(map[string]started)
-	}
-	if len(s.m) >= maxStarts {
-		for k, v := range s.m {
-			if st.at.Sub(v.at) > staleStart {
-				delete(s.m, k)
-			}
-		}
 	}
 	s.m[id] = st
 }
@@ -93,12 +81,45 @@ func (s *starts) take(id string) (started, bool) {
 	return st, ok
 }
 
+// stranded returns the tasks of index (id -> queue: the worker's in-flight index as
+// read at now) that neither a start waiting for its handler nor busy has held for
+// after or longer, and forgets them; it drops the starts older than after.
+func (s *starts) stranded(index map[string]string, busy func(id string) bool, after time.Duration, now time.Time) map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, st := range s.m {
+		if now.Sub(st.at) >= after {
+			delete(s.m, id)
+		}
+	}
+	seen := make(map[string]time.Time, len(s.unknown))
+	out := make(map[string]string)
+	for id, queue := range index {
+		if _, waiting := s.m[id]; waiting || busy(id) {
+			continue
+		}
+		since, ok := s.unknown[id]
+		if !ok {
+			since = now
+		}
+		if now.Sub(since) >= after {
+			out[id] = queue
+			continue
+		}
+		seen[id] = since
+	}
+	s.unknown = seen
+	return out
+}
+
 // StartAtFetch returns the hook that starts each job in the script that fetches its
 // task (see above), for worker, the owner of the attempts; nil on a Redis Cluster
 // client. Install it with rdb.AddHook on the client given to NewInFlight and to the
 // asynq servers, before RideAlong's hook (go-redis calls the hooks added first
-// first), so a fetch still carries the writes waiting for one. One per InFlight.
-// Safe for concurrent use.
+// first), so a fetch still carries the writes waiting for one. It starts the jobs of
+// every fetch from the queues NewJobs was given made through that client: run no
+// other asynq server on those queues there. The worker must call RequeueStranded every
+// few seconds. One per InFlight. Safe for concurrent use.
 func (f *InFlight) StartAtFetch(worker string) redis.Hook {
 	if _, cluster := f.rdb.(*redis.ClusterClient); cluster {
 		return nil
@@ -151,7 +172,7 @@ func (h fetchHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			return next(ctx, cmd)
 		}
 		queue, ok := asynqDequeueQueue(c)
-		if !ok {
+		if !ok || !slices.Contains(h.f.jobs.queues, queue) {
 			return next(ctx, cmd)
 		}
 		return h.fetch(ctx, c, queue)
@@ -206,4 +227,52 @@ func asynqDequeueQueue(c *redis.Cmd) (string, bool) {
 	}
 	q, ok = strings.CutSuffix(q, "}:pending")
 	return q, ok && q != ""
+}
+
+// RequeueStranded requeues the tasks in worker's own in-flight index that it has not
+// held for after or longer, seen over several calls: neither a start made at fetch
+// waiting for its handler (one older than after is dropped) nor a task busy says it
+// runs (the worker's handlers, from their start to their outcome). Such a task was
+// taken by a fetch whose reply was lost (a Redis or network stall: go-redis sends the
+// script again, which takes another task), or whose handler asynq never ran. Each goes
+// back to its queue as Recover puts a dead worker's tasks (its record says pending,
+// with reason; one more interruption), unless another worker has started it since, and
+// leaves the index. after must exceed the longest a fetch's reply can take (go-redis's
+// timeouts and retry). The worker calls it every few seconds, from one goroutine; it
+// costs one round trip, more only when something is stranded.
+func (f *InFlight) RequeueStranded(ctx context.Context, worker, reason string, after time.Duration, busy func(id string) bool) ([]Recovered, error) {
+	cmds := make([]*redis.MapStringStringCmd, len(f.jobs.queues))
+	_, err := f.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, q := range f.jobs.queues {
+			cmds[i] = p.HGetAll(ctx, inflightKey(q, worker))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read in-flight of %s: %w", worker, err)
+	}
+	index := make(map[string]string)
+	for i, c := range cmds {
+		for id := range c.Val() {
+			index[id] = f.jobs.queues[i]
+		}
+	}
+	stranded := f.fetched.stranded(index, busy, after, time.Now())
+	if len(stranded) == 0 {
+		return nil, nil
+	}
+	out, err := f.requeue(ctx, stranded, reason, false, worker)
+	if err != nil {
+		return out, err
+	}
+	_, err = f.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for id, q := range stranded {
+			p.HDel(ctx, inflightKey(q, worker), id)
+		}
+		return nil
+	})
+	if err != nil {
+		return out, fmt.Errorf("unindex stranded tasks of %s: %w", worker, err)
+	}
+	return out, nil
 }

@@ -8,7 +8,7 @@
 -- ARGV[6] worker id; ARGV[7] queue.
 -- Returns nil when no task was taken (as asynq's script does), else {task message,
 -- task id, start's reply}: the attempt, -1 (completed), or 0 (no record with its
--- identity: the worker starts the job itself, with the task's type).
+-- identity, or start failed: the worker starts the job itself, with the task's type).
 if redis.call("EXISTS", KEYS[2]) == 0 then
   local id = redis.call("RPOPLPUSH", KEYS[1], KEYS[3])
   if id then
@@ -17,7 +17,11 @@ if redis.call("EXISTS", KEYS[2]) == 0 then
     redis.call("HDEL", key, "pending_since")
     redis.call("ZADD", KEYS[4], ARGV[1], id)
     local msg = redis.call("HGET", key, "msg")
-    return {msg, id, start(ARGV[3] .. id, KEYS[5], nil, ARGV[7], ARGV[4], ARGV[5], ARGV[6], id)}
+    -- The task is taken: a start that fails (a job key of another type) must not lose
+    -- it, so the worker starts the job itself then.
+    local ok, n = pcall(start, ARGV[3] .. id, KEYS[5], nil, ARGV[7], ARGV[4], ARGV[5], ARGV[6], id)
+    if not ok then n = 0 end
+    return {msg, id, n}
   end
 end
 return nil

@@ -169,3 +169,93 @@ func TestStartAtFetchSharedClient(t *testing.T) {
 		t.Errorf("shared client: Started = %d, %v, %v, record %+v; want not started, record pending", o.attempt, o.started, o.err, o.record)
 	}
 }
+
+// TestRequeueStranded: a task a fetch took and started but whose reply was lost (the
+// script run as the hook runs it, its reply dropped) is in the worker's index with no
+// handler to run it; once the worker has not held it for the given time, it goes back
+// to its queue with its record pending, and leaves the index. A task a handler runs,
+// and a start waiting for its handler, are left alone; a start never taken is dropped
+// and its task requeued in turn.
+func TestRequeueStranded(t *testing.T) {
+	t.Parallel()
+	rdb := openRedis(t, storagetest.StartRedis(t))
+	jobs := NewJobs(rdb, time.Hour, "default")
+	f := NewInFlight(rdb, jobs)
+	ctx := context.Background()
+	client := asynq.NewClientFromRedisClient(rdb)
+	for _, id := range []string{"lost", "busy", "waiting"} {
+		if err := jobs.Create(ctx, Job{ID: id, Type: "echo", Queue: "default", State: StatePending, CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := client.Enqueue(asynq.NewTask("echo", nil), asynq.TaskID(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Three fetches as the hook sends them, oldest task first.
+	q := "asynq:{default}:"
+	fetch := func() string {
+		t.Helper()
+		res, err := fetchScript.Run(ctx, rdb, []string{q + "pending", q + "paused", q + "active", q + "lease", inflightKey("default", "w1")},
+			time.Now().Add(30*time.Second).Unix(), q+"t:", jobKey("default", ""), time.Now().UTC().Format(time.RFC3339Nano), 3600, "w1", "default").Slice()
+		if err != nil || len(res) != 3 || res[2] != int64(1) {
+			t.Fatalf("fetch: %v, %v", res, err)
+		}
+		return res[1].(string)
+	}
+	if id := fetch(); id != "lost" { // its reply lost: nothing kept
+		t.Fatalf("fetched %s, want lost", id)
+	}
+	if id := fetch(); id != "busy" { // its handler runs
+		t.Fatalf("fetched %s, want busy", id)
+	}
+	if id := fetch(); id != "waiting" { // its start waits for its handler
+		t.Fatalf("fetched %s, want waiting", id)
+	}
+	f.fetched.put("waiting", started{attempt: 1, at: time.Now()})
+	busy := func(id string) bool { return id == "busy" }
+
+	const after = time.Hour
+	for range 2 {
+		if out, err := f.RequeueStranded(ctx, "w1", "lost reply", after, busy); err != nil || len(out) != 0 {
+			t.Fatalf("before %v: requeued %v, %v; want nothing yet", after, out, err)
+		}
+	}
+	// An hour later, as far as the worker can tell.
+	back := func(id string) {
+		f.fetched.mu.Lock()
+		defer f.fetched.mu.Unlock()
+		if st, ok := f.fetched.m[id]; ok {
+			st.at = st.at.Add(-after)
+			f.fetched.m[id] = st
+		}
+		if since, ok := f.fetched.unknown[id]; ok {
+			f.fetched.unknown[id] = since.Add(-after)
+		}
+	}
+	back("lost")
+	back("waiting") // never taken: dropped now, stranded an hour later
+	out, err := f.RequeueStranded(ctx, "w1", "lost reply", after, busy)
+	if err != nil || len(out) != 1 || out[0] != (Recovered{ID: "lost", Queue: "default", State: "pending"}) {
+		t.Fatalf("requeued %+v, %v; want lost, pending", out, err)
+	}
+	j, err := jobs.Get(ctx, "lost")
+	if err != nil || j.State != StatePending || j.Error != "interrupted: lost reply; returned to its queue" || j.Interrupted != 1 {
+		t.Errorf("lost: record %+v, %v; want pending, interrupted: lost reply", j, err)
+	}
+	if pending := rdb.LRange(ctx, q+"pending", 0, -1).Val(); len(pending) != 1 || pending[0] != "lost" {
+		t.Errorf("pending list %v, want [lost]", pending)
+	}
+	if idx := rdb.HKeys(ctx, inflightKey("default", "w1")).Val(); len(idx) != 2 {
+		t.Errorf("index %v, want busy and waiting", idx)
+	}
+	if _, ok, _ := f.Started("waiting"); ok {
+		t.Error("a start older than after is still there")
+	}
+	back("waiting")
+	if out, err := f.RequeueStranded(ctx, "w1", "never handled", after, busy); err != nil || len(out) != 1 || out[0].ID != "waiting" {
+		t.Errorf("requeued %+v, %v; want waiting", out, err)
+	}
+	if idx := rdb.HKeys(ctx, inflightKey("default", "w1")).Val(); len(idx) != 1 || idx[0] != "busy" {
+		t.Errorf("index %v, want [busy]", idx)
+	}
+}

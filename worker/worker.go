@@ -134,6 +134,10 @@ type Worker struct {
 	handlers sync.WaitGroup // running task handlers, so Stop can wait for their records
 	hmu      sync.Mutex     // orders handlers.Add before Stop's Wait
 	waiting  bool           // Stop is waiting on handlers: no more Add; guarded by hmu
+	// running counts the handlers of each task id, from their job's start to their
+	// outcome's write: RequeueStranded leaves those tasks alone.
+	rmu     sync.Mutex
+	running map[string]int
 	// Counters, written by task goroutines, read by the heartbeat goroutine.
 	active, processed, failed atomic.Int64
 	lastSuccess               atomic.Int64 // unix nanoseconds
@@ -146,12 +150,14 @@ type Worker struct {
 }
 
 // New returns a worker that serves cfg.Queues on rdb, with no handlers yet: add them
-// with Handle before Start. It installs two hooks on rdb, which stay after Stop, idle:
-// storage.InFlight.StartAtFetch's, which starts each job in the script that fetches
-// its task, and RideAlong's, which lets task outcomes travel with asynq's script
-// calls. Give each Worker a client of its own: with two on one client, jobs are
-// started apart from their fetches. A task of a kind with no handler fails its attempt and is retried with
-// backoff, as a rolling deploy may bring a worker that knows it.
+// with Handle before Start. A task of a kind with no handler fails its attempt and is
+// retried with backoff, as a rolling deploy may bring a worker that knows it.
+//
+// It installs two hooks on rdb, which stay after Stop: storage.InFlight.StartAtFetch's,
+// which starts each job in the script that fetches its task, and RideAlong's, which
+// lets task outcomes travel with asynq's script calls. Give each Worker a client of
+// its own (with two on one client, jobs are started apart from their fetches), and
+// run no other asynq server on cfg.Queues through it.
 func New(cfg Config, rdb redis.UniversalClient, logger *slog.Logger) *Worker {
 	host, _ := os.Hostname()
 	if cfg.ID == "" {
@@ -258,9 +264,10 @@ func (w *Worker) Start(ctx context.Context) error {
 	}
 	w.started = true
 	ctx, w.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	w.wg.Add(3)
+	w.wg.Add(4)
 	go w.every(ctx, HeartbeatInterval, "heartbeat", slog.LevelWarn, w.beat)
 	go w.every(ctx, PulseInterval, "pulse", slog.LevelDebug, w.pulse)
+	go w.every(ctx, strandedInterval, "requeue stranded tasks", slog.LevelWarn, w.requeueStranded)
 	go func() {
 		defer w.wg.Done()
 		w.watch.run(ctx)
@@ -383,6 +390,8 @@ func (w *Worker) wrap(h Handler) asynq.Handler {
 		if err != nil {
 			return err // Redis trouble: let asynq retry the delivery
 		}
+		w.hold(id, 1)
+		defer w.hold(id, -1)
 		w.hmu.Lock()
 		tracked := !w.waiting
 		if tracked {
@@ -417,6 +426,46 @@ func (w *Worker) wrap(h Handler) asynq.Handler {
 		}
 		return err
 	})
+}
+
+// hold adds d to the handlers running task id.
+func (w *Worker) hold(id string, d int) {
+	w.rmu.Lock()
+	defer w.rmu.Unlock()
+	if w.running == nil {
+		w.running = make(map[string]int)
+	}
+	if w.running[id] += d; w.running[id] <= 0 {
+		delete(w.running, id)
+	}
+}
+
+// busy reports whether a handler of task id runs.
+func (w *Worker) busy(id string) bool {
+	w.rmu.Lock()
+	defer w.rmu.Unlock()
+	return w.running[id] > 0
+}
+
+// A worker looks for tasks in its in-flight index that it does not hold every
+// strandedInterval, and requeues those it has not held for strandedAfter
+// (storage.InFlight.RequeueStranded): longer than a fetch's reply can take (a 2 s dial
+// and a 3 s read, twice).
+var (
+	strandedInterval = 5 * time.Second
+	strandedAfter    = 15 * time.Second
+)
+
+// requeueStranded gives back the tasks a lost fetch reply left in this worker's
+// index, each call bounded to 5 s.
+func (w *Worker) requeueStranded(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	out, err := w.inflight.RequeueStranded(ctx, w.id, "taken by a fetch whose reply was lost, or never handled", strandedAfter, w.busy)
+	for _, r := range out {
+		w.logger.WarnContext(ctx, "stranded task requeued", "job_id", r.ID, "queue", r.Queue, "state", r.State)
+	}
+	return err
 }
 
 // taskLog is one task's logger, made on first use. A task that goes well logs one

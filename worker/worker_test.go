@@ -395,3 +395,38 @@ func TestFetchers(t *testing.T) {
 		t.Errorf("Stop took %v", took)
 	}
 }
+
+// TestStrandedTaskRequeued: a task in the worker's in-flight index that no handler of
+// it runs (what a fetch whose reply was lost leaves: active in asynq, started and
+// indexed as this worker's) is requeued once the worker has not held it for
+// strandedAfter, and then runs. Not parallel: it shortens the package's intervals.
+func TestStrandedTaskRequeued(t *testing.T) {
+	interval, after := strandedInterval, strandedAfter
+	strandedInterval, strandedAfter = 50*time.Millisecond, 300*time.Millisecond
+	t.Cleanup(func() { strandedInterval, strandedAfter = interval, after }) // after the worker stops
+	f := startWorker(t)
+	ctx := context.Background()
+	// Strand a task: paused, its queue is not fetched; it is moved to active, started
+	// and indexed as the worker's, as the lost fetch did; then the queue resumes.
+	insp := asynq.NewInspectorFromRedisClient(f.rdb)
+	if err := insp.PauseQueue("default"); err != nil {
+		t.Fatal(err)
+	}
+	f.enqueue(t, "stranded", kindEcho, echoArgs{Message: "hi"})
+	q := "asynq:{default}:"
+	if err := f.rdb.RPopLPush(ctx, q+"pending", q+"active").Err(); err != nil {
+		t.Fatal(err)
+	}
+	f.rdb.HSet(ctx, q+"t:stranded", "state", "active")
+	f.rdb.ZAdd(ctx, q+"lease", redis.Z{Score: float64(time.Now().Add(30 * time.Second).Unix()), Member: "stranded"})
+	if _, err := storage.NewInFlight(f.rdb, f.jobs).Begin(ctx, f.w.id, "stranded", kindEcho, "default", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := insp.UnpauseQueue("default"); err != nil {
+		t.Fatal(err)
+	}
+	j := f.wait(t, "stranded")
+	if j.State != storage.StateCompleted || j.Attempts != 2 || j.Interrupted != 1 {
+		t.Errorf("record %+v; want completed on attempt 2 after one interruption", j)
+	}
+}
