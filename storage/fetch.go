@@ -241,21 +241,9 @@ func asynqDequeueQueue(c *redis.Cmd) (string, bool) {
 // timeouts and retry). The worker calls it every few seconds, from one goroutine; it
 // costs one round trip, more only when something is stranded.
 func (f *InFlight) RequeueStranded(ctx context.Context, worker, reason string, after time.Duration, busy func(id string) bool) ([]Recovered, error) {
-	cmds := make([]*redis.MapStringStringCmd, len(f.jobs.queues))
-	_, err := f.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, q := range f.jobs.queues {
-			cmds[i] = p.HGetAll(ctx, inflightKey(q, worker))
-		}
-		return nil
-	})
+	index, err := f.indexOf(ctx, worker)
 	if err != nil {
-		return nil, fmt.Errorf("read in-flight of %s: %w", worker, err)
-	}
-	index := make(map[string]string)
-	for i, c := range cmds {
-		for id := range c.Val() {
-			index[id] = f.jobs.queues[i]
-		}
+		return nil, err
 	}
 	stranded := f.fetched.stranded(index, busy, after, time.Now())
 	if len(stranded) == 0 {

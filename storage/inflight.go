@@ -178,21 +178,9 @@ func (r Recovered) Requeued() bool { return r.State == "pending" || r.State == "
 // worker's index is removed. Call it only for a worker known to be dead: asynq's key
 // layout is that of v0.26 (internal/base).
 func (f *InFlight) Recover(ctx context.Context, worker, reason string) ([]Recovered, error) {
-	cmds := make([]*redis.MapStringStringCmd, len(f.jobs.queues))
-	_, err := f.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, q := range f.jobs.queues {
-			cmds[i] = p.HGetAll(ctx, inflightKey(q, worker))
-		}
-		return nil
-	})
+	tasks, err := f.indexOf(ctx, worker)
 	if err != nil {
-		return nil, fmt.Errorf("read in-flight of %s: %w", worker, err)
-	}
-	tasks := make(map[string]string)
-	for i, c := range cmds {
-		for id := range c.Val() {
-			tasks[id] = f.jobs.queues[i]
-		}
+		return nil, err
 	}
 	out, err := f.requeue(ctx, tasks, reason, false, worker)
 	if err != nil {
@@ -209,6 +197,28 @@ func (f *InFlight) Recover(ctx context.Context, worker, reason string) ([]Recove
 		return out, fmt.Errorf("clear in-flight of %s: %w", worker, err)
 	}
 	return out, nil
+}
+
+// indexOf reads worker's in-flight index of every queue, in one round trip: task id ->
+// queue.
+func (f *InFlight) indexOf(ctx context.Context, worker string) (map[string]string, error) {
+	cmds := make([]*redis.MapStringStringCmd, len(f.jobs.queues))
+	_, err := f.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, q := range f.jobs.queues {
+			cmds[i] = p.HGetAll(ctx, inflightKey(q, worker))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read in-flight of %s: %w", worker, err)
+	}
+	tasks := make(map[string]string)
+	for i, c := range cmds {
+		for id := range c.Val() {
+			tasks[id] = f.jobs.queues[i]
+		}
+	}
+	return tasks, nil
 }
 
 // RecoverQueues requeues every task active in queues, as Recover does. Call it only
