@@ -81,14 +81,21 @@ func (s *starts) take(id string) (started, bool) {
 	return st, ok
 }
 
+// staleStart is how long a start made at fetch waits for its handler before it is
+// dropped, and its task can be found stranded. asynq runs the handler at once, but its
+// processor can be held up for many seconds by a stalled Redis (it reports the start
+// to its heartbeater first); past asynq's own lease (30 s) and its recoverer's sweep, a
+// task whose handler never came is asynq's to retry anyway.
+const staleStart = 2 * time.Minute
+
 // stranded returns the tasks of index (id -> queue: the worker's in-flight index as
 // read at now) that neither a start waiting for its handler nor busy has held for
-// after or longer, and forgets them; it drops the starts older than after.
+// after or longer, and forgets them; it drops the starts older than staleStart.
 func (s *starts) stranded(index map[string]string, busy func(id string) bool, after time.Duration, now time.Time) map[string]string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id, st := range s.m {
-		if now.Sub(st.at) >= after {
+		if now.Sub(st.at) >= staleStart {
 			delete(s.m, id)
 		}
 	}
@@ -200,7 +207,7 @@ func (h fetchHook) fetch(ctx context.Context, c *redis.Cmd, queue string) error 
 	id, _ := res[1].(string)
 	n, _ := res[2].(int64)
 	if n != 0 {
-		h.f.fetched.put(id, started{attempt: int(n), at: now})
+		h.f.fetched.put(id, started{attempt: int(n), at: time.Now()})
 	}
 	c.SetVal(msg)
 	return nil
@@ -231,13 +238,15 @@ func asynqDequeueQueue(c *redis.Cmd) (string, bool) {
 
 // RequeueStranded requeues the tasks in worker's own in-flight index that it has not
 // held for after or longer, seen over several calls: neither a start made at fetch
-// waiting for its handler (one older than after is dropped) nor a task busy says it
-// runs (the worker's handlers, from their start to their outcome). Such a task was
+// waiting for its handler (one older than 2 minutes is dropped) nor a task busy says
+// it runs (the worker's handlers, from before their start to their outcome). Such a task was
 // taken by a fetch whose reply was lost (a Redis or network stall: go-redis sends the
 // script again, which takes another task), or whose handler asynq never ran. Each goes
 // back to its queue as Recover puts a dead worker's tasks (its record says pending,
-// with reason; one more interruption), unless another worker has started it since, and
-// leaves the index. after must exceed the longest a fetch's reply can take (go-redis's
+// with reason; one more interruption), and leaves the index in the same step, unless
+// its attempt changed since it was read (this worker fetched it again) or another
+// worker started it (then only the stale entry goes). It returns what recovery did
+// with each (a State of asynq's when asynq had moved the task on). after must exceed the longest a fetch's reply can take (go-redis's
 // timeouts and retry). The worker calls it every few seconds, from one goroutine; it
 // costs one round trip, more only when something is stranded.
 func (f *InFlight) RequeueStranded(ctx context.Context, worker, reason string, after time.Duration, busy func(id string) bool) ([]Recovered, error) {
@@ -245,22 +254,35 @@ func (f *InFlight) RequeueStranded(ctx context.Context, worker, reason string, a
 	if err != nil {
 		return nil, err
 	}
-	stranded := f.fetched.stranded(index, busy, after, time.Now())
-	if len(stranded) == 0 {
-		return nil, nil
-	}
-	out, err := f.requeue(ctx, stranded, reason, false, worker)
-	if err != nil {
-		return out, err
-	}
-	_, err = f.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for id, q := range stranded {
-			p.HDel(ctx, inflightKey(q, worker), id)
+	var out []Recovered
+	now := time.Now()
+	for id, queue := range f.fetched.stranded(index, busy, after, now) {
+		job := jobKey(queue, id)
+		rec, err := f.rdb.HMGet(ctx, job, "worker", "attempts").Result()
+		if err != nil {
+			return out, fmt.Errorf("requeue stranded %s: %w", id, err)
 		}
-		return nil
-	})
-	if err != nil {
-		return out, fmt.Errorf("unindex stranded tasks of %s: %w", worker, err)
+		owner, _ := rec[0].(string)
+		attempt, _ := rec[1].(string)
+		if owner != worker || attempt == "" {
+			// Another worker started it since, or the record is gone: only the entry is
+			// stale.
+			if err := f.rdb.HDel(ctx, inflightKey(queue, worker), id).Err(); err != nil {
+				return out, fmt.Errorf("unindex %s: %w", id, err)
+			}
+			continue
+		}
+		q := "asynq:{" + queue + "}:"
+		keys := []string{q + "active", q + "lease", q + "pending", q + "t:" + id, q + "scheduled", q + "archived", job,
+			inflightKey(queue, worker)}
+		state, err := recoverScript.Run(ctx, f.rdb, keys, id, reason, now.UTC().Format(time.RFC3339Nano),
+			int64(f.jobs.retention/time.Second), now.Unix(), RequeueLimit, ArchiveLimit, worker, attempt).Text()
+		if err != nil && err != redis.Nil {
+			return out, fmt.Errorf("requeue stranded %s: %w", id, err)
+		}
+		if state != "taken" {
+			out = append(out, Recovered{ID: id, Queue: queue, State: state})
+		}
 	}
 	return out, nil
 }

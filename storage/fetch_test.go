@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -193,7 +194,7 @@ func TestRequeueStranded(t *testing.T) {
 	}
 	// Three fetches as the hook sends them, oldest task first.
 	q := "asynq:{default}:"
-	fetch := func() string {
+	fetchOne := func() string {
 		t.Helper()
 		res, err := fetchScript.Run(ctx, rdb, []string{q + "pending", q + "paused", q + "active", q + "lease", inflightKey("default", "w1")},
 			time.Now().Add(30*time.Second).Unix(), q+"t:", jobKey("default", ""), time.Now().UTC().Format(time.RFC3339Nano), 3600, "w1", "default").Slice()
@@ -202,13 +203,13 @@ func TestRequeueStranded(t *testing.T) {
 		}
 		return res[1].(string)
 	}
-	if id := fetch(); id != "lost" { // its reply lost: nothing kept
+	if id := fetchOne(); id != "lost" { // its reply lost: nothing kept
 		t.Fatalf("fetched %s, want lost", id)
 	}
-	if id := fetch(); id != "busy" { // its handler runs
+	if id := fetchOne(); id != "busy" { // its handler runs
 		t.Fatalf("fetched %s, want busy", id)
 	}
-	if id := fetch(); id != "waiting" { // its start waits for its handler
+	if id := fetchOne(); id != "waiting" { // its start waits for its handler
 		t.Fatalf("fetched %s, want waiting", id)
 	}
 	f.fetched.put("waiting", started{attempt: 1, at: time.Now()})
@@ -249,8 +250,30 @@ func TestRequeueStranded(t *testing.T) {
 		t.Errorf("index %v, want busy and waiting", idx)
 	}
 	if _, ok, _ := f.Started("waiting"); ok {
-		t.Error("a start older than after is still there")
+		t.Error("a start older than staleStart is still there")
 	}
+	// go-redis sends the recovery again after its reply was lost, and meanwhile the
+	// worker fetched the task again (attempt 2): the resend finds another attempt, and
+	// leaves the task running, indexed.
+	fetch := func(want string, attempt int64) {
+		t.Helper()
+		res, err := fetchScript.Run(ctx, rdb, []string{q + "pending", q + "paused", q + "active", q + "lease", inflightKey("default", "w1")},
+			time.Now().Add(30*time.Second).Unix(), q+"t:", jobKey("default", ""), time.Now().UTC().Format(time.RFC3339Nano), 3600, "w1", "default").Slice()
+		if err != nil || len(res) != 3 || res[1] != want || res[2] != attempt {
+			t.Fatalf("fetch: %v, %v; want %s, attempt %d", res, err, want, attempt)
+		}
+	}
+	fetch("lost", 2)
+	resend, err := recoverScript.Run(ctx, rdb, []string{q + "active", q + "lease", q + "pending", q + "t:lost", q + "scheduled", q + "archived",
+		jobKey("default", "lost"), inflightKey("default", "w1")}, "lost", "lost reply", time.Now().UTC().Format(time.RFC3339Nano),
+		3600, time.Now().Unix(), RequeueLimit, ArchiveLimit, "w1", "1").Text()
+	if err != nil || resend != "taken" {
+		t.Errorf("the recovery sent again: %q, %v; want taken", resend, err)
+	}
+	if active := rdb.LRange(ctx, q+"active", 0, -1).Val(); !slices.Contains(active, "lost") || !rdb.HExists(ctx, inflightKey("default", "w1"), "lost").Val() {
+		t.Errorf("after the resend: active %v, lost indexed %v; want still active and indexed", active, rdb.HExists(ctx, inflightKey("default", "w1"), "lost").Val())
+	}
+	rdb.HDel(ctx, inflightKey("default", "w1"), "lost") // its handler ends, as far as the index goes
 	back("waiting")
 	if out, err := f.RequeueStranded(ctx, "w1", "never handled", after, busy); err != nil || len(out) != 1 || out[0].ID != "waiting" {
 		t.Errorf("requeued %+v, %v; want waiting", out, err)

@@ -19,7 +19,19 @@
 -- never written over when it already says completed or failed.
 -- Returns "pending", "scheduled" or "archived" for what was done, else the task's asynq
 -- state ("" when gone).
-for i = 8, #KEYS do
+-- Or, with ARGV[9], a stranded task of the caller's own index (InFlight.RequeueStranded):
+-- KEYS[8] is that index, and ARGV[9] the attempt the caller read. A task whose attempt
+-- changed since (the caller fetched it again, as when this script's reply was lost and
+-- go-redis sent it again), or that left the index (its handler ended), is "taken";
+-- otherwise it leaves the index in this same step.
+local first = 8
+if ARGV[9] then
+  if redis.call("HGET", KEYS[7], "attempts") ~= ARGV[9] or redis.call("HDEL", KEYS[8], ARGV[1]) == 0 then
+    return "taken"
+  end
+  first = 9
+end
+for i = first, #KEYS do
   if redis.call("HEXISTS", KEYS[i], ARGV[1]) == 1 then return "indexed" end
 end
 local job = KEYS[7]

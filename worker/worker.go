@@ -134,8 +134,8 @@ type Worker struct {
 	handlers sync.WaitGroup // running task handlers, so Stop can wait for their records
 	hmu      sync.Mutex     // orders handlers.Add before Stop's Wait
 	waiting  bool           // Stop is waiting on handlers: no more Add; guarded by hmu
-	// running counts the handlers of each task id, from their job's start to their
-	// outcome's write: RequeueStranded leaves those tasks alone.
+	// running counts the handlers of each task id, from before their job's start to
+	// after their outcome's write: RequeueStranded leaves those tasks alone.
 	rmu     sync.Mutex
 	running map[string]int
 	// Counters, written by task goroutines, read by the heartbeat goroutine.
@@ -372,6 +372,9 @@ func (w *Worker) wrap(h Handler) asynq.Handler {
 		id, _ := asynq.GetTaskID(ctx)
 		queue, _ := asynq.GetQueueName(ctx)
 		log := &taskLog{base: w.logger, id: id, typ: at.Type(), queue: queue}
+		// Held from before its start to after its outcome: RequeueStranded leaves it alone.
+		w.hold(id, 1)
+		defer w.hold(id, -1)
 
 		// The record says active, and the index says this worker runs it (the supervisor
 		// requeues what is in the index if the process dies): done by the fetch, or else
@@ -390,8 +393,6 @@ func (w *Worker) wrap(h Handler) asynq.Handler {
 		if err != nil {
 			return err // Redis trouble: let asynq retry the delivery
 		}
-		w.hold(id, 1)
-		defer w.hold(id, -1)
 		w.hmu.Lock()
 		tracked := !w.waiting
 		if tracked {
@@ -449,11 +450,11 @@ func (w *Worker) busy(id string) bool {
 
 // A worker looks for tasks in its in-flight index that it does not hold every
 // strandedInterval, and requeues those it has not held for strandedAfter
-// (storage.InFlight.RequeueStranded): longer than a fetch's reply can take (a 2 s dial
-// and a 3 s read, twice).
+// (storage.InFlight.RequeueStranded): longer than a fetch's reply can take (go-redis:
+// a 4 s wait for a connection, a 2 s dial, a 3 s write and a 3 s read, twice).
 var (
 	strandedInterval = 5 * time.Second
-	strandedAfter    = 15 * time.Second
+	strandedAfter    = 30 * time.Second
 )
 
 // requeueStranded gives back the tasks a lost fetch reply left in this worker's
