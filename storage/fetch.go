@@ -20,7 +20,8 @@ import (
 // of asynq's script: the same moves, then start.lua's for the task taken, in one atomic
 // step. The handler then finds its attempt waiting (InFlight.Started), and a worker
 // killed between the fetch and the handler leaves its task in its in-flight index,
-// where the supervisor recovers it at once.
+// where the supervisor recovers it at once. A fetch whose reply is lost leaves its task
+// started and indexed with no handler: the worker finds it with RequeueStranded.
 //
 // It works from the script's SHA1: asynq v0.26's dequeueCmd, byte for byte (see
 // asynqDequeueHash). A future asynq whose script differs has another hash; its fetches
