@@ -259,19 +259,11 @@ func (f *InFlight) RequeueStranded(ctx context.Context, worker, reason string, a
 	now := time.Now()
 	for id, queue := range f.fetched.stranded(index, busy, after, now) {
 		job := jobKey(queue, id)
-		rec, err := f.rdb.HMGet(ctx, job, "worker", "attempts").Result()
-		if err != nil {
+		// The attempt it is stranded at ("" when the record is gone): the script requeues
+		// nothing started since, and drops the entry in the same step.
+		attempt, err := f.rdb.HGet(ctx, job, "attempts").Result()
+		if err != nil && err != redis.Nil {
 			return out, fmt.Errorf("requeue stranded %s: %w", id, err)
-		}
-		owner, _ := rec[0].(string)
-		attempt, _ := rec[1].(string)
-		if owner != worker || attempt == "" {
-			// Another worker started it since, or the record is gone: only the entry is
-			// stale.
-			if err := f.rdb.HDel(ctx, inflightKey(queue, worker), id).Err(); err != nil {
-				return out, fmt.Errorf("unindex %s: %w", id, err)
-			}
-			continue
 		}
 		q := "asynq:{" + queue + "}:"
 		keys := []string{q + "active", q + "lease", q + "pending", q + "t:" + id, q + "scheduled", q + "archived", job,

@@ -23,10 +23,11 @@
 -- KEYS[8] is that index, and ARGV[9] the attempt the caller read. A task whose attempt
 -- changed since (the caller fetched it again, as when this script's reply was lost and
 -- go-redis sent it again), or that left the index (its handler ended), is "taken";
--- otherwise it leaves the index in this same step.
+-- otherwise it leaves the index in this same step (and one whose record is gone, "",
+-- or names another owner, is "taken" below).
 local first = 8
 if ARGV[9] then
-  if redis.call("HGET", KEYS[7], "attempts") ~= ARGV[9] or redis.call("HDEL", KEYS[8], ARGV[1]) == 0 then
+  if (redis.call("HGET", KEYS[7], "attempts") or "") ~= ARGV[9] or redis.call("HDEL", KEYS[8], ARGV[1]) == 0 then
     return "taken"
   end
   first = 9

@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -115,8 +117,8 @@ func TestLostFetchReply(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// A fetch alone sends the job key prefix as an argument of its own (asynq's
-	// recoverer, which also names the lease key, may come first).
+	// Only a fetch sends the bare job key prefix, as an argument of its own; every other
+	// command names whole job keys.
 	cut := newCutter(t, r.Addr(), "shoestring:{default}:job:\r\n")
 	cut.armed.Store(true)
 	rdb, err := storage.OpenRedis("redis://"+cut.ln.Addr().String()+"/0", false) // shoestring's own settings
@@ -157,6 +159,11 @@ func TestLostFetchReply(t *testing.T) {
 	}
 	if len(stranded) != 1 || stranded[0].Attempts != 2 || stranded[0].Interrupted != 1 {
 		t.Fatalf("jobs interrupted: %+v; want one, completed on attempt 2", stranded)
+	}
+	if ev := stranded[0].Events; !slices.ContainsFunc(ev, func(e storage.Event) bool {
+		return e.Kind == "interrupted" && strings.Contains(e.Detail, "taken by a fetch whose reply was lost")
+	}) {
+		t.Errorf("job %s's timeline %+v: want an interruption by the stranded-task sweep", stranded[0].ID, ev)
 	}
 	done := *stranded[0].CompletedAt
 	t.Logf("job %s stranded by the lost reply: completed %v after the cut (strandedAfter %v)",
