@@ -33,20 +33,10 @@ var fetchCall string
 
 var fetchScript = redis.NewScript(startFn + fetchCall)
 
-// asynqDequeueHash is the SHA1 of asynq v0.26's dequeueCmd (internal/rdb/rdb.go).
-// fetch.lua does what it does before it starts the job.
-var asynqDequeueHash = redis.NewScript(`
-if redis.call("EXISTS", KEYS[2]) == 0 then
-	local id = redis.call("RPOPLPUSH", KEYS[1], KEYS[3])
-	if id then
-		local key = ARGV[2] .. id
-		redis.call("HSET", key, "state", "active")
-		redis.call("HDEL", key, "pending_since")
-		redis.call("ZADD", KEYS[4], ARGV[1], id)
-		return redis.call("HGET", key, "msg")
-	end
-end
-return nil`).Hash()
+// asynqDequeueHash is the SHA1 of asynq v0.26's dequeueCmd (internal/rdb/rdb.go), the
+// script whose body fetch.lua's first lines repeat before it starts the job.
+// TestStartAtFetch fails when asynq sends another.
+const asynqDequeueHash = "a8153319360adc71cdc370107f8ab9786f204765"
 
 // started is the outcome of a start made at fetch: the attempt, or -1 (completed).
 type started struct {
@@ -240,14 +230,15 @@ func asynqDequeueQueue(c *redis.Cmd) (string, bool) {
 // RequeueStranded requeues the tasks in worker's own in-flight index that it has not
 // held for after or longer, seen over several calls: neither a start made at fetch
 // waiting for its handler (one older than 2 minutes is dropped) nor a task busy says
-// it runs (the worker's handlers, from before their start to their outcome). Such a task was
-// taken by a fetch whose reply was lost (a Redis or network stall: go-redis sends the
-// script again, which takes another task), or whose handler asynq never ran. Each goes
-// back to its queue as Recover puts a dead worker's tasks (its record says pending,
-// with reason; one more interruption), and leaves the index in the same step, unless
-// its attempt changed since it was read (this worker fetched it again) or another
-// worker started it (then only the stale entry goes). It returns what recovery did
-// with each (a State of asynq's when asynq had moved the task on). after must exceed the longest a fetch's reply can take (go-redis's
+// it runs (the worker's handlers, from before their start to their outcome). Such a
+// task was taken by a fetch whose reply was lost (a Redis or network stall: go-redis
+// sends the script again, which takes another task), or whose handler asynq never
+// ran. Each goes back to its queue as Recover puts a dead worker's tasks (its record
+// says pending, with reason; one more interruption), and leaves the index in the same
+// step, unless its attempt changed since it was read (this worker fetched it again);
+// one another worker started, or whose record is gone, only leaves the index. It
+// returns what recovery did with each (a State of asynq's when asynq had moved the
+// task on). after must exceed the longest a fetch's reply can take (go-redis's
 // timeouts and retry). The worker calls it every few seconds, from one goroutine; it
 // costs one round trip, more only when something is stranded.
 func (f *InFlight) RequeueStranded(ctx context.Context, worker, reason string, after time.Duration, busy func(id string) bool) ([]Recovered, error) {
@@ -265,11 +256,9 @@ func (f *InFlight) RequeueStranded(ctx context.Context, worker, reason string, a
 		if err != nil && err != redis.Nil {
 			return out, fmt.Errorf("requeue stranded %s: %w", id, err)
 		}
-		q := "asynq:{" + queue + "}:"
-		keys := []string{q + "active", q + "lease", q + "pending", q + "t:" + id, q + "scheduled", q + "archived", job,
-			inflightKey(queue, worker)}
-		state, err := recoverScript.Run(ctx, f.rdb, keys, id, reason, now.UTC().Format(time.RFC3339Nano),
-			int64(f.jobs.retention/time.Second), now.Unix(), RequeueLimit, ArchiveLimit, worker, attempt).Text()
+		keys, args := f.recoverArgs(id, queue, reason, worker, now)
+		keys, args = append(keys, inflightKey(queue, worker)), append(args, attempt)
+		state, err := recoverScript.Run(ctx, f.rdb, keys, args...).Text()
 		if err != nil && err != redis.Nil {
 			return out, fmt.Errorf("requeue stranded %s: %w", id, err)
 		}

@@ -194,24 +194,17 @@ func TestRequeueStranded(t *testing.T) {
 	}
 	// Three fetches as the hook sends them, oldest task first.
 	q := "asynq:{default}:"
-	fetchOne := func() string {
+	fetch := func(want string, attempt int64) {
 		t.Helper()
 		res, err := fetchScript.Run(ctx, rdb, []string{q + "pending", q + "paused", q + "active", q + "lease", inflightKey("default", "w1")},
 			time.Now().Add(30*time.Second).Unix(), q+"t:", jobKey("default", ""), time.Now().UTC().Format(time.RFC3339Nano), 3600, "w1", "default").Slice()
-		if err != nil || len(res) != 3 || res[2] != int64(1) {
-			t.Fatalf("fetch: %v, %v", res, err)
+		if err != nil || len(res) != 3 || res[1] != want || res[2] != attempt {
+			t.Fatalf("fetch: %v, %v; want %s, attempt %d", res, err, want, attempt)
 		}
-		return res[1].(string)
 	}
-	if id := fetchOne(); id != "lost" { // its reply lost: nothing kept
-		t.Fatalf("fetched %s, want lost", id)
-	}
-	if id := fetchOne(); id != "busy" { // its handler runs
-		t.Fatalf("fetched %s, want busy", id)
-	}
-	if id := fetchOne(); id != "waiting" { // its start waits for its handler
-		t.Fatalf("fetched %s, want waiting", id)
-	}
+	fetch("lost", 1)    // its reply lost: nothing kept
+	fetch("busy", 1)    // its handler runs
+	fetch("waiting", 1) // its start waits for its handler
 	f.fetched.put("waiting", started{attempt: 1, at: time.Now()})
 	busy := func(id string) bool { return id == "busy" }
 
@@ -255,14 +248,6 @@ func TestRequeueStranded(t *testing.T) {
 	// go-redis sends the recovery again after its reply was lost, and meanwhile the
 	// worker fetched the task again (attempt 2): the resend finds another attempt, and
 	// leaves the task running, indexed.
-	fetch := func(want string, attempt int64) {
-		t.Helper()
-		res, err := fetchScript.Run(ctx, rdb, []string{q + "pending", q + "paused", q + "active", q + "lease", inflightKey("default", "w1")},
-			time.Now().Add(30*time.Second).Unix(), q+"t:", jobKey("default", ""), time.Now().UTC().Format(time.RFC3339Nano), 3600, "w1", "default").Slice()
-		if err != nil || len(res) != 3 || res[1] != want || res[2] != attempt {
-			t.Fatalf("fetch: %v, %v; want %s, attempt %d", res, err, want, attempt)
-		}
-	}
 	fetch("lost", 2)
 	resend, err := recoverScript.Run(ctx, rdb, []string{q + "active", q + "lease", q + "pending", q + "t:lost", q + "scheduled", q + "archived",
 		jobKey("default", "lost"), inflightKey("default", "w1")}, "lost", "lost reply", time.Now().UTC().Format(time.RFC3339Nano),

@@ -268,8 +268,6 @@ func (f *InFlight) requeue(ctx context.Context, tasks map[string]string, reason 
 		}
 	}
 	var out []Recovered
-	now := time.Now().UTC().Format(time.RFC3339Nano)
-	ttl := int64(f.jobs.retention / time.Second)
 	for id, queue := range tasks {
 		job := jobKey(queue, id)
 		owner, err := f.rdb.HGet(ctx, job, "worker").Result()
@@ -285,13 +283,11 @@ func (f *InFlight) requeue(ctx context.Context, tasks map[string]string, reason 
 				continue // taken: a live worker runs this attempt
 			}
 		}
-		q := "asynq:{" + queue + "}:"
-		keys := []string{q + "active", q + "lease", q + "pending", q + "t:" + id, q + "scheduled", q + "archived", job}
+		keys, args := f.recoverArgs(id, queue, reason, owner, time.Now())
 		for _, w := range workers {
 			keys = append(keys, inflightKey(queue, w))
 		}
-		state, err := recoverScript.Run(ctx, f.rdb, keys, id, reason, now, ttl, time.Now().Unix(), RequeueLimit, ArchiveLimit,
-			owner).Text()
+		state, err := recoverScript.Run(ctx, f.rdb, keys, args...).Text()
 		if err != nil && err != redis.Nil {
 			return out, fmt.Errorf("requeue %s: %w", id, err)
 		}
@@ -301,6 +297,16 @@ func (f *InFlight) requeue(ctx context.Context, tasks map[string]string, reason 
 		out = append(out, Recovered{ID: id, Queue: queue, State: state})
 	}
 	return out, nil
+}
+
+// recoverArgs are recover.lua's first 7 keys and 8 arguments for task id of queue,
+// whose attempt's owner the caller read as owner, at now.
+func (f *InFlight) recoverArgs(id, queue, reason, owner string, now time.Time) ([]string, []any) {
+	q := "asynq:{" + queue + "}:"
+	keys := []string{q + "active", q + "lease", q + "pending", q + "t:" + id, q + "scheduled", q + "archived", jobKey(queue, id)}
+	args := []any{id, reason, now.UTC().Format(time.RFC3339Nano), int64(f.jobs.retention / time.Second), now.Unix(),
+		RequeueLimit, ArchiveLimit, owner}
+	return keys, args
 }
 
 // Orphans returns the workers that have an in-flight index but no live heartbeat:

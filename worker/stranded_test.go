@@ -19,6 +19,15 @@ import (
 	"github.com/shoestring-go/shoestring/storage/storagetest"
 )
 
+// shortenStranded sets strandedInterval and strandedAfter for one test, which must not
+// be parallel, and restores them after the worker it starts next has stopped (cleanups
+// run last first).
+func shortenStranded(t *testing.T, interval, after time.Duration) {
+	was, wasAfter := strandedInterval, strandedAfter
+	strandedInterval, strandedAfter = interval, after
+	t.Cleanup(func() { strandedInterval, strandedAfter = was, wasAfter })
+}
+
 // cutter is a TCP proxy to Redis that, once armed, forwards the next command carrying
 // marker and then closes that connection before Redis's reply comes back: the reply of
 // a command Redis ran is lost, as in a network stall.
@@ -100,9 +109,7 @@ func (c *cutter) accept() {
 // job completes, the stranded one on its second attempt after one interruption. Not
 // parallel: it shortens the package's intervals.
 func TestLostFetchReply(t *testing.T) {
-	interval, after := strandedInterval, strandedAfter
-	strandedInterval, strandedAfter = 100*time.Millisecond, time.Second
-	t.Cleanup(func() { strandedInterval, strandedAfter = interval, after }) // after the worker stops
+	shortenStranded(t, 100*time.Millisecond, time.Second)
 	r := storagetest.StartRedis(t)
 	direct := r.Client(t)
 	ctx := context.Background()

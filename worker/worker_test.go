@@ -401,9 +401,7 @@ func TestFetchers(t *testing.T) {
 // indexed as this worker's) is requeued once the worker has not held it for
 // strandedAfter, and then runs. Not parallel: it shortens the package's intervals.
 func TestStrandedTaskRequeued(t *testing.T) {
-	interval, after := strandedInterval, strandedAfter
-	strandedInterval, strandedAfter = 50*time.Millisecond, 300*time.Millisecond
-	t.Cleanup(func() { strandedInterval, strandedAfter = interval, after }) // after the worker stops
+	shortenStranded(t, 50*time.Millisecond, 300*time.Millisecond)
 	f := startWorker(t)
 	ctx := context.Background()
 	// Strand a task: paused, its queue is not fetched; it is moved to active, started
