@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,7 +17,9 @@ import (
 // pipeline is on the wire in the next pipeline together, as databases group-commit
 // their log: alone, a write leaves at once (no timer, no added latency); under load,
 // ten tasks' writes share one round trip. Each caller still waits for its own
-// write's outcome, so nothing reports done before Redis has it.
+// write's outcome, so nothing reports done before Redis has it. The web tier's
+// enqueues group-commit the same way (RecordHook): each one's record, task and index
+// entry, in that order, in its group's pipeline.
 //
 // Ride-along. A busy worker's other round trips are asynq's: its fetches (a Lua script
 // per queue tried: 1.9 per task drained from the middle one of three queues) and its
@@ -69,10 +72,15 @@ type batcher struct {
 	lastScript atomic.Int64
 }
 
-// do sends fill's commands in the next group and waits for them, whatever ctx says:
-// once queued they may be written, and the caller must know which. It returns the
-// first error among them (redis.Nil aside); the commands hold their own results.
-func (b *batcher) do(fill func(ctx context.Context, p redis.Pipeliner) *redis.Cmd, script *redis.Script) error {
+// do sends fill's commands in the next group and waits for them. It returns the first
+// error among them (redis.Nil aside); the commands hold their own results. While they
+// wait unsent, a caller whose ctx is done leaves: do returns ctx's error and fill is
+// never called. Once their group has left, do waits for its replies whatever ctx says
+// (batchTimeout bounds it): they may be written, and the caller must know which.
+func (b *batcher) do(ctx context.Context, fill func(ctx context.Context, p redis.Pipeliner) *redis.Cmd, script *redis.Script) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	op := &batchOp{fill: fill, script: script, done: make(chan struct{})}
 	b.mu.Lock()
 	b.pending = append(b.pending, op)
@@ -86,7 +94,20 @@ func (b *batcher) do(fill func(ctx context.Context, p redis.Pipeliner) *redis.Cm
 		}
 	}
 	b.mu.Unlock()
-	<-op.done
+	select {
+	case <-op.done:
+		return op.err
+	case <-ctx.Done():
+	}
+	b.mu.Lock()
+	if i := slices.Index(b.pending, op); i >= 0 {
+		b.pending = slices.Delete(b.pending, i, i+1)
+		b.waiting.Store(int32(len(b.pending)))
+		b.mu.Unlock()
+		return ctx.Err()
+	}
+	b.mu.Unlock()
+	<-op.done // on the wire
 	return op.err
 }
 

@@ -289,3 +289,101 @@ func (c *scriptCmds) String() string {
 	defer c.mu.Unlock()
 	return strings.Join(c.subs, " ")
 }
+
+// TestEnqueuesGroupCommit: enqueues made while a group is on the wire wait and leave
+// together in the next pipeline, each one's record in front of its task; each returns
+// once Redis has answered its own commands. One that gives up while it waits unsent
+// leaves nothing behind: no record, no task, no index entry.
+func TestEnqueuesGroupCommit(t *testing.T) {
+	t.Parallel()
+	r := storagetest.StartRedis(t)
+	rdb := r.Client(t)
+	hook := RecordHook(rdb).(recordHook)
+	rdb.AddHook(hook)
+	trips := &tripCounter{}
+	rdb.AddHook(trips)
+	jobs := NewJobs(rdb, time.Hour, "default")
+	client := asynq.NewClientFromRedisClient(rdb)
+	ctx := context.Background()
+	for _, s := range jobScripts {
+		if err := s.Load(ctx, rdb).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := enqueueEcho(ctx, jobs, client, "warm"); err != nil { // asynq publishes the queue once
+		t.Fatal(err)
+	}
+	trips.take()
+
+	// A group on the wire, as far as the batcher knows: the enqueues queue behind it.
+	hook.b.mu.Lock()
+	hook.b.flushing = true
+	hook.b.mu.Unlock()
+	var wg sync.WaitGroup
+	recs, errs := make([]*Record, 3), make([]error, 3)
+	for i := range 3 {
+		wg.Go(func() { recs[i], errs[i] = enqueueEcho(ctx, jobs, client, fmt.Sprint("g", i)) })
+	}
+	gaveUp, cancel := context.WithCancel(ctx)
+	quit := make(chan error, 1)
+	var quitRec *Record
+	go func() {
+		var err error
+		quitRec, err = enqueueEcho(gaveUp, jobs, client, "quit")
+		quit <- err
+	}()
+	for deadline := time.Now().Add(10 * time.Second); hook.b.waiting.Load() < 4; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the enqueues never queued")
+		}
+	}
+	cancel()
+	select {
+	case err := <-quit:
+		// asynq flattens the error into its own text.
+		if err == nil || !strings.Contains(err.Error(), context.Canceled.Error()) || !errors.Is(quitRec.Err(), ErrRecordNotSent) {
+			t.Errorf("enqueue that gave up: %v, record %v; want context canceled, ErrRecordNotSent", err, quitRec.Err())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("an enqueue whose context was cancelled kept waiting for its group")
+	}
+	if got := trips.take(); len(got) != 0 {
+		t.Fatalf("sent while the group waited: %v", got)
+	}
+
+	go hook.b.loop() // the group on the wire is answered
+	wg.Wait()
+	got := trips.take()
+	for i := range 3 {
+		if errs[i] != nil || recs[i].Err() != nil {
+			t.Errorf("enqueue g%d: %v, record %v", i, errs[i], recs[i].Err())
+		}
+		if j, err := jobs.Get(ctx, fmt.Sprint("g", i)); err != nil || j.State != StatePending {
+			t.Errorf("record g%d: %+v, %v", i, j, err)
+		}
+	}
+	if len(got) != 1 {
+		t.Fatalf("round trips %v, want one pipeline for the three enqueues", got)
+	}
+	// Per enqueue: the record's evalsha, asynq's, the index's zadd (and, one create in
+	// indexTrimEvery, the index's trim).
+	scripts := 0
+	for _, name := range got[0] {
+		if name == "evalsha" {
+			scripts++
+		}
+	}
+	if scripts != 6 || got[0][0] != "evalsha" || got[0][1] != "evalsha" || got[0][2] != "zadd" {
+		t.Errorf("pipeline %v, want each enqueue's record, task and index entry in turn", got[0])
+	}
+	inspector := asynq.NewInspectorFromRedisClient(rdb)
+	if qi, err := inspector.GetQueueInfo("default"); err != nil || qi.Pending != 4 {
+		t.Errorf("queue: %+v, %v; want 4 pending (warm and the group)", qi, err)
+	}
+	if _, err := jobs.Get(ctx, "quit"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("record of the enqueue that gave up: %v, want ErrNotFound", err)
+	}
+	if p, _ := jobs.List(ctx, Filter{}, "", 10); len(p.Jobs) != 4 {
+		t.Errorf("index has %d jobs, want 4", len(p.Jobs))
+	}
+}
