@@ -464,7 +464,13 @@ func (w *Worker) requeueStranded(ctx context.Context) error {
 	defer cancel()
 	out, err := w.inflight.RequeueStranded(ctx, w.id, "taken by a fetch whose reply was lost, or never handled", strandedAfter, w.busy)
 	for _, r := range out {
-		w.logger.WarnContext(ctx, "stranded task requeued", "job_id", r.ID, "queue", r.Queue, "state", r.State)
+		msg := "stranded task requeued"
+		if !r.Requeued() {
+			// Archived (interrupted too often), or asynq had moved it on already: done,
+			// retry, or gone. Its index entry is dropped all the same.
+			msg = "stranded task not requeued"
+		}
+		w.logger.WarnContext(ctx, msg, "job_id", r.ID, "queue", r.Queue, "state", r.State)
 	}
 	return err
 }

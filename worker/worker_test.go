@@ -23,6 +23,7 @@ import (
 )
 
 type fixture struct {
+	log    *lockedBuffer // the worker's log lines
 	rdb    *redis.Client
 	jobs   *storage.Jobs
 	client *asynq.Client
@@ -39,7 +40,8 @@ func startWorkerWith(tb testing.TB, m Metrics) *fixture {
 	tb.Helper()
 	r := storagetest.StartRedis(tb)
 	rdb := r.Client(tb)
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := &lockedBuffer{}
+	logger := slog.New(slog.NewTextHandler(log, nil))
 	w := New(Config{Concurrency: 2, Queues: map[string]int{"default": 1}, ShutdownTimeout: 2 * time.Second,
 		Retention: time.Hour, Metrics: m}, rdb, logger)
 	w.Handle(kindEcho, handleEcho)
@@ -47,7 +49,25 @@ func startWorkerWith(tb testing.TB, m Metrics) *fixture {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(w.Stop)
-	return &fixture{rdb: rdb, jobs: storage.NewJobs(rdb, time.Hour, "default"), client: asynq.NewClientFromRedisClient(rdb), w: w}
+	return &fixture{log: log, rdb: rdb, jobs: storage.NewJobs(rdb, time.Hour, "default"), client: asynq.NewClientFromRedisClient(rdb), w: w}
+}
+
+// lockedBuffer is an io.Writer safe for concurrent use, for a logger's lines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func (f *fixture) enqueue(tb testing.TB, id, typ string, payload any, opts ...asynq.Option) {
@@ -423,8 +443,32 @@ func TestStrandedTaskRequeued(t *testing.T) {
 	if err := insp.UnpauseQueue("default"); err != nil {
 		t.Fatal(err)
 	}
+	// A task gone from asynq (deleted, say) whose entry is left in the index: the entry
+	// goes, and the log does not call it requeued.
+	if _, err := storage.NewInFlight(f.rdb, f.jobs).Begin(ctx, f.w.id, "ghost", kindEcho, "default", time.Now()); err != nil {
+		t.Fatal(err)
+	}
 	j := f.wait(t, "stranded")
 	if j.State != storage.StateCompleted || j.Attempts != 2 || j.Interrupted != 1 {
 		t.Errorf("record %+v; want completed on attempt 2 after one interruption", j)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		n, err := f.rdb.Exists(ctx, "shoestring:{default}:inflight:"+f.w.id).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the gone task's entry is still in the worker's in-flight index")
+		}
+	}
+	logs := f.log.String()
+	for _, want := range []string{`msg="stranded task requeued" job_id=stranded queue=default state=pending`,
+		`msg="stranded task not requeued" job_id=ghost queue=default state=""`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %s; log:\n%s", want, logs)
+		}
 	}
 }
