@@ -136,15 +136,25 @@ func (h *Host) submitTo(ctx context.Context, d *deps, r task.Request) (storage.J
 	}
 	aopts = append(aopts, asynq.TaskID(id), asynq.Queue(queue))
 	_, err = d.queue.EnqueueContext(ectx, asynq.NewTask(r.Kind, payload), aopts...)
-	if rec != nil && errors.Is(err, asynq.ErrTaskIDConflict) {
-		// A fresh id conflicts only with itself: go-redis sent the pipeline again after a
-		// read timeout, and the first send queued the task behind its record.
-		err = nil
+	// Redis work after the enqueue has a fresh context: the caller's may be what expired.
+	detached := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.WithoutCancel(ctx), enqueueTimeout)
+	}
+	if rec != nil && err != nil {
+		// go-redis sent the pipeline again after a read timeout, and the first send
+		// queued the task behind its record: the second finds its id, or its uniqueness
+		// lock, taken.
+		uctx, ucancel := detached()
+		defer ucancel()
+		if queued, qerr := rec.Queued(uctx, err); queued {
+			err = nil
+		} else if qerr != nil {
+			d.logger.WarnContext(ctx, "check an enqueue sent twice", "job_id", id, "err", qerr)
+		}
 	}
 	if err != nil {
 		if rec == nil || rec.Err() == nil {
-			// A fresh context: the caller's may be what expired.
-			uctx, ucancel := context.WithTimeout(context.WithoutCancel(ctx), enqueueTimeout)
+			uctx, ucancel := detached()
 			defer ucancel()
 			if derr := d.jobs.Undo(uctx, queue, id); derr != nil {
 				d.logger.WarnContext(ctx, "undo job record", "job_id", id, "err", derr)
@@ -158,7 +168,9 @@ func (h *Host) submitTo(ctx context.Context, d *deps, r task.Request) (storage.J
 	if rec != nil && rec.Err() != nil && !errors.Is(rec.Err(), storage.ErrExists) {
 		// The task is queued without its record (no script call carried it, or writing
 		// it failed): write it now. A worker that started the task first wrote one.
-		if err := d.jobs.Create(ctx, job); err != nil && !errors.Is(err, storage.ErrExists) {
+		uctx, ucancel := detached()
+		defer ucancel()
+		if err := d.jobs.Create(uctx, job); err != nil && !errors.Is(err, storage.ErrExists) {
 			d.logger.WarnContext(ctx, "job record", "job_id", id, "err", err)
 		}
 	}

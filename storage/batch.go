@@ -38,8 +38,32 @@ import (
 // Draining short tasks, this cuts a worker's round trips per task from 3.8 to 3.2,
 // against asynq's own 3.0 (go run ./bench -only drain).
 
-// batchTimeout bounds one group's round trip (go-redis's own IO timeouts are shorter).
+// batchTimeout bounds one group's round trip (go-redis's own IO timeouts are shorter)
+// when none of its callers has a deadline of its own; a group whose callers have
+// deadlines ends with the latest of them, as each caller's own round trip would.
 const batchTimeout = 10 * time.Second
+
+// A group stuck on its connection (a half-open one, a server that stopped answering it)
+// must not hold up the writes behind it until go-redis's read timeout: a write that has
+// waited unsent for stallAfter starts another group, on another connection, up to
+// maxFlights groups at once. In normal running a group's round trip is well under a
+// millisecond, and one group is on the wire at a time.
+const (
+	stallAfter = 25 * time.Millisecond
+	maxFlights = 8
+)
+
+// A group holds at most maxGroupOps writes of at most maxGroupBytes between them
+// (batchOp.size, an estimate), so that one connection's failure, or a reply Redis
+// refuses, touches a bounded number of callers; the rest wait for the next group.
+const (
+	maxGroupOps   = 64
+	maxGroupBytes = 1 << 20
+)
+
+// opOverhead is what a write's keys, arguments and framing take besides its payload,
+// about, in bytes.
+const opOverhead = 512
 
 // rideWait is the longest a group waits for a ride: a tenth of a short task's cost,
 // and far below anything a person or an uptime check notices. Measured with the bench
@@ -53,40 +77,45 @@ var epoch = time.Now()
 // batchOp is one caller's commands: fill adds them to the pipeline and returns the
 // script call among them (nil for none), which is retried alone on NOSCRIPT.
 type batchOp struct {
-	fill   func(ctx context.Context, p redis.Pipeliner) *redis.Cmd
-	script *redis.Script
-	cmds   []redis.Cmder
-	err    error
-	done   chan struct{}
+	fill     func(ctx context.Context, p redis.Pipeliner) *redis.Cmd
+	script   *redis.Script
+	size     int       // bytes the commands take, about
+	deadline time.Time // the caller's, or zero for none
+	cmds     []redis.Cmder
+	err      error
+	done     chan struct{}
 }
 
 // batcher group-commits batchOps on rdb. The zero value is not usable; safe for
 // concurrent use. Its goroutine lives only while there are writes to send.
 type batcher struct {
-	rdb      redis.UniversalClient
-	mu       sync.Mutex
-	pending  []*batchOp
-	waiting  atomic.Int32 // len(pending), read without mu by the ride-along hook
-	flushing bool
+	rdb     redis.UniversalClient
+	mu      sync.Mutex
+	pending []*batchOp
+	waiting atomic.Int32 // len(pending), read without mu by the ride-along hook
+	flights int          // loops running, each sending one group at a time
 	// lastScript is when the hook last saw a script call, in ns since epoch.
 	lastScript atomic.Int64
 }
 
-// do sends fill's commands in the next group and waits for them. It returns the first
-// error among them (redis.Nil aside); the commands hold their own results. While they
-// wait unsent, a caller whose ctx is done leaves: do returns ctx's error and fill is
-// never called. Once their group has left, do waits for its replies whatever ctx says
-// (batchTimeout bounds it): they may be written, and the caller must know which.
-func (b *batcher) do(ctx context.Context, fill func(ctx context.Context, p redis.Pipeliner) *redis.Cmd, script *redis.Script) error {
+// do sends fill's commands, about size bytes of them, in the next group and waits for
+// them. It returns the first error among them (redis.Nil aside); the commands hold
+// their own results. While they wait unsent, a caller whose ctx is done leaves: do
+// returns ctx's error and fill is never called. Once their group has left, do waits for
+// its replies whatever ctx says: they may be written, and the caller must know which.
+// The group ends by the latest of its callers' deadlines (batchTimeout when one has
+// none), so go-redis stops retrying it when its callers would have stopped alone.
+func (b *batcher) do(ctx context.Context, size int, fill func(ctx context.Context, p redis.Pipeliner) *redis.Cmd, script *redis.Script) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	op := &batchOp{fill: fill, script: script, done: make(chan struct{})}
+	op := &batchOp{fill: fill, script: script, size: size, done: make(chan struct{})}
+	op.deadline, _ = ctx.Deadline()
 	b.mu.Lock()
 	b.pending = append(b.pending, op)
 	b.waiting.Store(int32(len(b.pending)))
-	if !b.flushing {
-		b.flushing = true
+	if b.flights == 0 {
+		b.flights++
 		if time.Since(epoch)-time.Duration(b.lastScript.Load()) < rideWait {
 			time.AfterFunc(rideWait, b.loop) // a ride is likely: see Ride-along
 		} else {
@@ -94,35 +123,59 @@ func (b *batcher) do(ctx context.Context, fill func(ctx context.Context, p redis
 		}
 	}
 	b.mu.Unlock()
-	select {
-	case <-op.done:
-		return op.err
-	case <-ctx.Done():
+	stall := time.NewTimer(stallAfter)
+	defer stall.Stop()
+	for {
+		select {
+		case <-op.done:
+			return op.err
+		case <-ctx.Done():
+			b.mu.Lock()
+			if i := slices.Index(b.pending, op); i >= 0 {
+				b.pending = slices.Delete(b.pending, i, i+1)
+				b.waiting.Store(int32(len(b.pending)))
+				b.mu.Unlock()
+				return ctx.Err()
+			}
+			b.mu.Unlock()
+			<-op.done // on the wire
+			return op.err
+		case <-stall.C:
+			// Still unsent: the group on the wire may be stuck. Another loop sends what
+			// waits on another connection.
+			b.mu.Lock()
+			if b.flights < maxFlights && slices.Contains(b.pending, op) {
+				b.flights++
+				go b.loop()
+			}
+			b.mu.Unlock()
+			stall.Reset(stallAfter)
+		}
 	}
-	b.mu.Lock()
-	if i := slices.Index(b.pending, op); i >= 0 {
-		b.pending = slices.Delete(b.pending, i, i+1)
-		b.waiting.Store(int32(len(b.pending)))
-		b.mu.Unlock()
-		return ctx.Err()
-	}
-	b.mu.Unlock()
-	<-op.done // on the wire
-	return op.err
 }
 
-// take returns the waiting writes, which the caller must flush, or nil.
+// take returns the next group of waiting writes, which the caller must flush, or nil.
 func (b *batcher) take() []*batchOp {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.takeLocked()
 }
 
-// takeLocked is take with b.mu held.
+// takeLocked is take with b.mu held: the oldest writes, up to maxGroupOps and
+// maxGroupBytes (one at least).
 func (b *batcher) takeLocked() []*batchOp {
-	ops := b.pending
-	b.pending = nil
-	b.waiting.Store(0)
+	n, bytes := 0, 0
+	for n < len(b.pending) && n < maxGroupOps && (n == 0 || bytes+b.pending[n].size <= maxGroupBytes) {
+		bytes += b.pending[n].size
+		n++
+	}
+	ops := b.pending[:n:n]
+	if n == len(b.pending) {
+		b.pending = nil
+	} else {
+		b.pending = slices.Clone(b.pending[n:])
+	}
+	b.waiting.Store(int32(len(b.pending)))
 	return ops
 }
 
@@ -132,7 +185,7 @@ func (b *batcher) loop() {
 		b.mu.Lock()
 		ops := b.takeLocked()
 		if len(ops) == 0 {
-			b.flushing = false
+			b.flights--
 			b.mu.Unlock()
 			return
 		}
@@ -143,7 +196,7 @@ func (b *batcher) loop() {
 
 // flush sends ops, then extra (nil for none) in the same pipeline, and completes ops.
 func (b *batcher) flush(ops []*batchOp, extra redis.Cmder) {
-	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
+	ctx, cancel := context.WithDeadline(context.Background(), groupDeadline(ops, time.Now()))
 	defer cancel()
 	scripts := b.send(ctx, ops, extra)
 	// A script missing from Redis's cache (after a restart or SCRIPT FLUSH) did not
@@ -177,6 +230,22 @@ func (b *batcher) flush(ops []*batchOp, extra redis.Cmder) {
 		}
 		close(op.done)
 	}
+}
+
+// groupDeadline is when a group of ops sent at now ends: the latest of their
+// deadlines, or now+batchTimeout when one has none (or is later).
+func groupDeadline(ops []*batchOp, now time.Time) time.Time {
+	limit := now.Add(batchTimeout)
+	var latest time.Time
+	for _, op := range ops {
+		if op.deadline.IsZero() || op.deadline.After(limit) {
+			return limit
+		}
+		if op.deadline.After(latest) {
+			latest = op.deadline
+		}
+	}
+	return latest
 }
 
 // send writes ops, then extra unless nil, in one pipeline, hands each op its own

@@ -86,7 +86,7 @@ func (f *InFlight) Begin(ctx context.Context, worker, id, typ, queue string, now
 	keys := []string{jobKey(queue, id), inflightKey(queue, worker)}
 	args := []any{typ, queue, now.UTC().Format(time.RFC3339Nano), int64(f.jobs.retention / time.Second), worker, id}
 	var start *redis.Cmd
-	err := f.batch.do(context.Background(), func(ctx context.Context, p redis.Pipeliner) *redis.Cmd {
+	err := f.batch.do(context.Background(), opOverhead, func(ctx context.Context, p redis.Pipeliner) *redis.Cmd {
 		start = startScript.EvalSha(ctx, p, keys, args...)
 		return start
 	}, startScript)
@@ -110,7 +110,7 @@ func (f *InFlight) Begin(ctx context.Context, worker, id, typ, queue string, now
 func (f *InFlight) End(ctx context.Context, worker, id, queue string, attempt int, state string, result []byte, errMsg string, now time.Time) error {
 	keys, args := f.jobs.finishArgs(id, queue, worker, attempt, state, result, errMsg, now)
 	var finish *redis.Cmd
-	err := f.batch.do(context.Background(), func(ctx context.Context, p redis.Pipeliner) *redis.Cmd {
+	err := f.batch.do(context.Background(), opOverhead+len(result)+len(errMsg), func(ctx context.Context, p redis.Pipeliner) *redis.Cmd {
 		finish = finishScript.EvalSha(ctx, p, keys, args...)
 		return finish
 	}, finishScript)

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -64,6 +66,13 @@ func (c *tripCounter) evalShas(sha string) int {
 		}
 	}
 	return n
+}
+
+// shasFrom returns the EVALSHAs' script hashes from the n-th on, in order.
+func (c *tripCounter) shasFrom(n int) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.shas[n:])
 }
 
 func (c *tripCounter) take() [][]string {
@@ -190,6 +199,37 @@ func TestRecordRidesWithEnqueue(t *testing.T) {
 	if !errors.Is(err, asynq.ErrTaskIDConflict) || !errors.Is(rec.Err(), ErrExists) {
 		t.Errorf("sent twice: enqueue %v, record %v", err, rec.Err())
 	}
+	if queued, qerr := rec.Queued(ctx, err); !queued || qerr != nil {
+		t.Errorf("sent twice: Queued = %v, %v; want true", queued, qerr)
+	}
+	// A unique enqueue sent twice: the second send finds the first's uniqueness lock.
+	// (A first one has Redis cache asynq's script; its lock is then let go.)
+	if _, err := enqueue("unique-warm", asynq.Unique(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	locks, err := rdb.Keys(ctx, "asynq:{default}:unique:*").Result()
+	if err != nil || len(locks) != 1 {
+		t.Fatalf("uniqueness locks %v, %v; want one", locks, err)
+	}
+	rdb.Del(ctx, locks...)
+	resend.between = func() {}
+	rec, err = enqueue("unique-twice", asynq.Unique(time.Minute))
+	resend.between = nil
+	if !errors.Is(err, asynq.ErrDuplicateTask) || !errors.Is(rec.Err(), ErrExists) {
+		t.Errorf("unique, sent twice: enqueue %v, record %v", err, rec.Err())
+	}
+	if queued, qerr := rec.Queued(ctx, err); !queued || qerr != nil {
+		t.Errorf("unique, sent twice: Queued = %v, %v; want true", queued, qerr)
+	}
+	// Another job's uniqueness lock: its record was written (the caller undoes it), and
+	// the task was not queued.
+	rec, err = enqueue("unique-other", asynq.Unique(time.Minute))
+	if !errors.Is(err, asynq.ErrDuplicateTask) || rec.Err() != nil {
+		t.Errorf("unique, taken by another: enqueue %v, record %v", err, rec.Err())
+	}
+	if queued, qerr := rec.Queued(ctx, err); queued || qerr != nil {
+		t.Errorf("unique, taken by another: Queued = %v, %v; want false", queued, qerr)
+	}
 	if j, err := jobs.Get(ctx, "twice"); err != nil || j.State != StateActive || j.Attempts != 1 || string(j.Payload) != `{"n":1}` {
 		t.Errorf("sent twice, started between: record %+v, %v", j, err)
 	}
@@ -314,10 +354,12 @@ func TestEnqueuesGroupCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	trips.take()
+	shas := len(trips.shasFrom(0))
 
-	// A group on the wire, as far as the batcher knows: the enqueues queue behind it.
+	// Every group the batcher may send is on the wire, as far as it knows: the
+	// enqueues queue behind them (none leaves for a stall).
 	hook.b.mu.Lock()
-	hook.b.flushing = true
+	hook.b.flights = maxFlights
 	hook.b.mu.Unlock()
 	var wg sync.WaitGroup
 	recs, errs := make([]*Record, 3), make([]error, 3)
@@ -376,6 +418,13 @@ func TestEnqueuesGroupCommit(t *testing.T) {
 	if scripts != 6 || got[0][0] != "evalsha" || got[0][1] != "evalsha" || got[0][2] != "zadd" {
 		t.Errorf("pipeline %v, want each enqueue's record, task and index entry in turn", got[0])
 	}
+	// Each record's script comes just before its task's (asynq's).
+	sent := trips.shasFrom(shas)
+	create := createScript.Hash()
+	if len(sent) != 6 || sent[0] != create || sent[2] != create || sent[4] != create ||
+		sent[1] == create || sent[1] != sent[3] || sent[3] != sent[5] {
+		t.Errorf("scripts sent %v; want the record's (%s), then asynq's, for each enqueue", sent, create)
+	}
 	inspector := asynq.NewInspectorFromRedisClient(rdb)
 	if qi, err := inspector.GetQueueInfo("default"); err != nil || qi.Pending != 4 {
 		t.Errorf("queue: %+v, %v; want 4 pending (warm and the group)", qi, err)
@@ -385,5 +434,195 @@ func TestEnqueuesGroupCommit(t *testing.T) {
 	}
 	if p, _ := jobs.List(ctx, Filter{}, "", 10); len(p.Jobs) != 4 {
 		t.Errorf("index has %d jobs, want 4", len(p.Jobs))
+	}
+}
+
+// stall holds, once armed, the next pipeline on its way to Redis until released: a
+// connection that stopped answering.
+type stall struct {
+	armed   atomic.Bool
+	release chan struct{}
+	held    chan struct{} // closed when a pipeline is held
+}
+
+func (h *stall) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *stall) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *stall) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if h.armed.CompareAndSwap(true, false) {
+			close(h.held)
+			<-h.release
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// groupFixture is a client with RecordHook, then the hooks given, below it.
+func groupFixture(t *testing.T, below ...redis.Hook) (*redis.Client, recordHook, *Jobs, *asynq.Client) {
+	t.Helper()
+	r := storagetest.StartRedis(t)
+	rdb := r.Client(t)
+	hook := RecordHook(rdb).(recordHook)
+	rdb.AddHook(hook)
+	for _, h := range below {
+		rdb.AddHook(h)
+	}
+	jobs := NewJobs(rdb, time.Hour, "default")
+	client := asynq.NewClientFromRedisClient(rdb)
+	for _, s := range jobScripts {
+		if err := s.Load(context.Background(), rdb).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := enqueueEcho(context.Background(), jobs, client, "warm"); err != nil {
+		t.Fatal(err)
+	}
+	return rdb, hook, jobs, client
+}
+
+// TestEnqueueStallEscape: a group stuck on its connection does not hold up the
+// enqueues behind it: after stallAfter they leave in a group of their own, on another
+// connection, and return while the stuck one still waits.
+func TestEnqueueStallEscape(t *testing.T) {
+	t.Parallel()
+	st := &stall{release: make(chan struct{}), held: make(chan struct{})}
+	_, _, jobs, client := groupFixture(t, st)
+	ctx := context.Background()
+	st.armed.Store(true)
+	stuck := make(chan error, 1)
+	go func() {
+		_, err := enqueueEcho(ctx, jobs, client, "stuck")
+		stuck <- err
+	}()
+	<-st.held
+	start := time.Now()
+	// A caller's own 5 s: without the escape, it would leave unsent.
+	bctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if rec, err := enqueueEcho(bctx, jobs, client, "behind"); err != nil || rec.Err() != nil {
+		t.Fatalf("enqueue behind a stuck group: %v, record %v", err, rec.Err())
+	}
+	if waited := time.Since(start); waited < stallAfter {
+		t.Errorf("the enqueue behind returned in %v, before stallAfter (%v): it did not wait for the group on the wire", waited, stallAfter)
+	}
+	select {
+	case err := <-stuck:
+		t.Fatalf("the stuck enqueue returned (%v) before its pipeline was released", err)
+	default:
+	}
+	close(st.release)
+	if err := <-stuck; err != nil {
+		t.Errorf("the stuck enqueue, released: %v", err)
+	}
+	for _, id := range []string{"stuck", "behind"} {
+		if j, err := jobs.Get(ctx, id); err != nil || j.State != StatePending {
+			t.Errorf("record %s: %+v, %v", id, j, err)
+		}
+	}
+}
+
+// deadlines notes the deadline of each pipeline's context.
+type deadlines struct {
+	mu   sync.Mutex
+	seen []time.Time
+}
+
+func (h *deadlines) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *deadlines) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *deadlines) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		d, _ := ctx.Deadline()
+		h.mu.Lock()
+		h.seen = append(h.seen, d)
+		h.mu.Unlock()
+		return next(ctx, cmds)
+	}
+}
+
+// TestEnqueueGroupDeadline: a group's round trip ends when its caller would have given
+// up (so go-redis stops retrying it then), not batchTimeout later; and an enqueue too
+// big to share a group goes alone, with its caller's context, even while every group
+// the batcher may send is on the wire.
+func TestEnqueueGroupDeadline(t *testing.T) {
+	t.Parallel()
+	dl := &deadlines{}
+	_, hook, jobs, client := groupFixture(t, dl)
+	due := time.Now().Add(3 * time.Second)
+	ctx, cancel := context.WithDeadline(context.Background(), due)
+	defer cancel()
+	dl.seen = nil
+	if rec, err := enqueueEcho(ctx, jobs, client, "due"); err != nil || rec.Err() != nil {
+		t.Fatalf("enqueue: %v, record %v", err, rec.Err())
+	}
+	if len(dl.seen) != 1 || !dl.seen[0].Equal(due) {
+		t.Errorf("pipeline deadlines %v, want [%v] (the caller's)", dl.seen, due)
+	}
+
+	hook.b.mu.Lock()
+	hook.b.flights = maxFlights
+	hook.b.mu.Unlock()
+	dl.seen = nil
+	big := Job{ID: "big", Type: "echo", Queue: "default", State: StatePending, CreatedAt: time.Now(),
+		Payload: []byte(`"` + strings.Repeat("x", aloneAbove) + `"`)}
+	ectx, rec := jobs.WithRecord(ctx, big)
+	if _, err := client.EnqueueContext(ectx, asynq.NewTask("echo", big.Payload), asynq.TaskID("big"), asynq.Queue("default")); err != nil || rec.Err() != nil {
+		t.Fatalf("big enqueue: %v, record %v", err, rec.Err())
+	}
+	if len(dl.seen) != 1 || !dl.seen[0].Equal(due) {
+		t.Errorf("big enqueue's pipeline deadlines %v, want [%v] (alone, with the caller's context)", dl.seen, due)
+	}
+}
+
+// TestGroupBounds: a group takes the oldest writes up to maxGroupOps and
+// maxGroupBytes, at least one however big; the rest wait for the next. Its deadline is
+// the latest of its callers', or batchTimeout when one has none.
+func TestGroupBounds(t *testing.T) {
+	t.Parallel()
+	ops := func(sizes ...int) []*batchOp {
+		o := make([]*batchOp, len(sizes))
+		for i, n := range sizes {
+			o[i] = &batchOp{size: n}
+		}
+		return o
+	}
+	many := make([]int, maxGroupOps+6)
+	for i := range many {
+		many[i] = 100
+	}
+	for _, c := range []struct {
+		sizes []int
+		want  []int // group lengths, in turn
+	}{
+		{many, []int{maxGroupOps, 6}},
+		{[]int{maxGroupBytes / 2, maxGroupBytes / 2, 1}, []int{2, 1}},
+		{[]int{maxGroupBytes * 3, 1, 1}, []int{1, 2}},
+		{[]int{1, maxGroupBytes, 1}, []int{1, 1, 1}},
+	} {
+		b := &batcher{pending: ops(c.sizes...)}
+		var got []int
+		for g := b.take(); len(g) > 0; g = b.take() {
+			got = append(got, len(g))
+		}
+		if !slices.Equal(got, c.want) || b.waiting.Load() != 0 {
+			t.Errorf("sizes %v: groups of %v (%d left), want %v", c.sizes, got, b.waiting.Load(), c.want)
+		}
+	}
+	now := time.Now()
+	a, z := now.Add(time.Second), now.Add(2*time.Second)
+	for _, c := range []struct {
+		deadlines []time.Time
+		want      time.Time
+	}{
+		{[]time.Time{a, z, a}, z},
+		{[]time.Time{a, {}}, now.Add(batchTimeout)},
+		{[]time.Time{now.Add(time.Hour)}, now.Add(batchTimeout)},
+	} {
+		o := make([]*batchOp, len(c.deadlines))
+		for i, d := range c.deadlines {
+			o[i] = &batchOp{deadline: d}
+		}
+		if got := groupDeadline(o, now); !got.Equal(c.want) {
+			t.Errorf("deadlines %v: group deadline %v, want %v", c.deadlines, got, c.want)
+		}
 	}
 }
