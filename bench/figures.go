@@ -230,14 +230,14 @@ func (b *bench) enqueueFigure(ctx context.Context) error {
 	defer b.stop(bp)
 
 	for _, url := range []string{ssURL, baseURL} {
-		if err := jobLoad(url, b.opts.warmup).run(ctx).err(b.opts.warmup); err != nil {
+		if err := jobLoad(url, b.opts.warmup, enqueueConc).run(ctx).err(b.opts.warmup); err != nil {
 			return fmt.Errorf("warm-up of %s: %w", url, err)
 		}
 	}
 	n := b.opts.enqueueN
 	b.logf("enqueue: shoestring web and baseline (a) in %d turns each, %s requests", b.opts.rounds, count(n))
 	// CPU accounted: the server's, redis-server's.
-	ssLoad, baseLoad := jobLoad(ssURL, n), jobLoad(baseURL, n)
+	ssLoad, baseLoad := jobLoad(ssURL, n, enqueueConc), jobLoad(baseURL, n, enqueueConc)
 	ssLoad.cpuOf = []int{p.pid(), b.redis.proc.pid()}
 	baseLoad.cpuOf = []int{bp.pid(), b.redis.proc.pid()}
 	ssLoad.redis, baseLoad.redis = b.redis, b.redis
@@ -248,17 +248,29 @@ func (b *bench) enqueueFigure(ctx context.Context) error {
 	if err := base.err(n); err != nil {
 		return fmt.Errorf("baseline (a): %w", err)
 	}
+	// More clients than the figure's: what sharing round trips (group commit) does when
+	// requests queue up.
+	b.logf("enqueue: again with %d clients", enqueueConcHigh)
+	ssHigh, baseHigh := jobLoad(ssURL, n, enqueueConcHigh), jobLoad(baseURL, n, enqueueConcHigh)
+	ssHigh.cpuOf, baseHigh.cpuOf = ssLoad.cpuOf, baseLoad.cpuOf
+	ssH, baseH := interleave(ctx, b.opts.rounds, ssHigh, baseHigh)
+	if err := ssH.err(n); err != nil {
+		return fmt.Errorf("shoestring web, %d clients: %w", enqueueConcHigh, err)
+	}
+	if err := baseH.err(n); err != nil {
+		return fmt.Errorf("baseline (a), %d clients: %w", enqueueConcHigh, err)
+	}
 	// Every 202 must have put one task on the queue.
 	qi, err := b.inspector.GetQueueInfo(echoQueue)
 	if err != nil {
 		return fmt.Errorf("count the tasks enqueued: %w", err)
 	}
-	if want := 2*b.opts.warmup + ss.ok + base.ok; qi.Pending != want {
+	if want := 2*b.opts.warmup + ss.ok + base.ok + ssH.ok + baseH.ok; qi.Pending != want {
 		return fmt.Errorf("%d tasks pending after %d requests accepted", qi.Pending, want)
 	}
 	b.rep.cmds = append(b.rep.cmds, cmdTable{what: fmt.Sprintf("enqueue of %s", count(ss.ok)), per: "request",
 		ss: ss.cmds, base: base.cmds, ssN: ss.ok, baseN: base.ok, baseline: "a"})
-	what := fmt.Sprintf("enqueue: %s × POST /api/v1/jobs (echo), 10 clients", count(n))
+	what := fmt.Sprintf("enqueue: %s × POST /api/v1/jobs (echo), %d clients", count(n), enqueueConc)
 	b.rep.add(
 		row{figure: what, unit: "req/s", ss: ss.perSec(), base: base.perSec(), better: higher, baseline: "a"},
 		row{figure: "enqueue latency p50", unit: "ms", ss: ms(ss.pct(50)), base: ms(base.pct(50)), better: lower, baseline: "a"},
@@ -270,12 +282,25 @@ func (b *bench) enqueueFigure(ctx context.Context) error {
 			row{figure: "enqueue CPU per request, redis-server", unit: "µs", ss: us(ss.cpuPerReq(1)), base: us(base.cpuPerReq(1)), better: lower, baseline: "a"},
 		)
 	}
+	b.rep.add(row{figure: fmt.Sprintf("enqueue: the same, %d clients", enqueueConcHigh), unit: "req/s", ss: ssH.perSec(), base: baseH.perSec(), better: higher, baseline: "a"})
+	if len(ssH.cpu) == 2 && len(baseH.cpu) == 2 {
+		b.rep.add(
+			row{figure: fmt.Sprintf("enqueue CPU per request, server, %d clients", enqueueConcHigh), unit: "µs", ss: us(ssH.cpuPerReq(0)), base: us(baseH.cpuPerReq(0)), better: lower, baseline: "a"},
+			row{figure: fmt.Sprintf("enqueue CPU per request, redis-server, %d clients", enqueueConcHigh), unit: "µs", ss: us(ssH.cpuPerReq(1)), base: us(baseH.cpuPerReq(1)), better: lower, baseline: "a"},
+		)
+	}
 	return nil
 }
 
-// jobLoad is n POST /api/v1/jobs of an echo job from 10 clients.
-func jobLoad(url string, n int) load {
-	return load{conc: 10, count: n, dur: enqueueLimit, want: http.StatusAccepted,
+// Clients of the enqueue figure (issue 10's), and of its second run.
+const (
+	enqueueConc     = 10
+	enqueueConcHigh = 40
+)
+
+// jobLoad is n POST /api/v1/jobs of an echo job from conc clients.
+func jobLoad(url string, n, conc int) load {
+	return load{conc: conc, count: n, dur: enqueueLimit, want: http.StatusAccepted,
 		newReq: func(ctx context.Context) (*http.Request, error) {
 			req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/api/v1/jobs", bytes.NewReader(echoJob))
 			if err != nil {
