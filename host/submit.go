@@ -153,7 +153,9 @@ func (h *Host) submitTo(ctx context.Context, d *deps, r task.Request) (storage.J
 		}
 	}
 	if err != nil {
-		if rec == nil || rec.Err() == nil {
+		// The record was written, by this send or (ErrExists) a first one go-redis sent
+		// before it; Undo leaves it alone if a worker has touched it since.
+		if rec == nil || rec.Err() == nil || errors.Is(rec.Err(), storage.ErrExists) {
 			uctx, ucancel := detached()
 			defer ucancel()
 			if derr := d.jobs.Undo(uctx, queue, id); derr != nil {

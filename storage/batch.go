@@ -81,6 +81,7 @@ type batchOp struct {
 	script   *redis.Script
 	size     int       // bytes the commands take, about
 	deadline time.Time // the caller's, or zero for none
+	queued   bool      // in batcher.pending (guarded by its mu)
 	cmds     []redis.Cmder
 	err      error
 	done     chan struct{}
@@ -94,6 +95,8 @@ type batcher struct {
 	pending []*batchOp
 	waiting atomic.Int32 // len(pending), read without mu by the ride-along hook
 	flights int          // loops running, each sending one group at a time
+	// out are the send times of the loops' groups on the wire, one per loop sending.
+	out []time.Time
 	// lastScript is when the hook last saw a script call, in ns since epoch.
 	lastScript atomic.Int64
 }
@@ -101,15 +104,16 @@ type batcher struct {
 // do sends fill's commands, about size bytes of them, in the next group and waits for
 // them. It returns the first error among them (redis.Nil aside); the commands hold
 // their own results. While they wait unsent, a caller whose ctx is done leaves: do
-// returns ctx's error and fill is never called. Once their group has left, do waits for
-// its replies whatever ctx says: they may be written, and the caller must know which.
-// The group ends by the latest of its callers' deadlines (batchTimeout when one has
-// none), so go-redis stops retrying it when its callers would have stopped alone.
+// returns ctx's error and fill is never called (a group leaves a write whose deadline
+// has passed for its caller to take back). Once their group has left, do waits for its
+// replies whatever ctx says: they may be written, and the caller must know which. The
+// group ends by the latest of its callers' deadlines (batchTimeout when one has none),
+// so go-redis stops retrying it when its callers would have stopped alone.
 func (b *batcher) do(ctx context.Context, size int, fill func(ctx context.Context, p redis.Pipeliner) *redis.Cmd, script *redis.Script) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	op := &batchOp{fill: fill, script: script, size: size, done: make(chan struct{})}
+	op := &batchOp{fill: fill, script: script, size: size, queued: true, done: make(chan struct{})}
 	op.deadline, _ = ctx.Deadline()
 	b.mu.Lock()
 	b.pending = append(b.pending, op)
@@ -121,6 +125,8 @@ func (b *batcher) do(ctx context.Context, size int, fill func(ctx context.Contex
 		} else {
 			go b.loop()
 		}
+	} else {
+		b.unstickLocked()
 	}
 	b.mu.Unlock()
 	stall := time.NewTimer(stallAfter)
@@ -131,7 +137,9 @@ func (b *batcher) do(ctx context.Context, size int, fill func(ctx context.Contex
 			return op.err
 		case <-ctx.Done():
 			b.mu.Lock()
-			if i := slices.Index(b.pending, op); i >= 0 {
+			if op.queued {
+				op.queued = false
+				i := slices.Index(b.pending, op)
 				b.pending = slices.Delete(b.pending, i, i+1)
 				b.waiting.Store(int32(len(b.pending)))
 				b.mu.Unlock()
@@ -141,17 +149,34 @@ func (b *batcher) do(ctx context.Context, size int, fill func(ctx context.Contex
 			<-op.done // on the wire
 			return op.err
 		case <-stall.C:
-			// Still unsent: the group on the wire may be stuck. Another loop sends what
-			// waits on another connection.
+			// Still unsent after stallAfter: the groups out may be stuck.
 			b.mu.Lock()
-			if b.flights < maxFlights && slices.Contains(b.pending, op) {
-				b.flights++
-				go b.loop()
+			queued := op.queued
+			if queued {
+				b.unstickLocked()
 			}
 			b.mu.Unlock()
-			stall.Reset(stallAfter)
+			if queued {
+				stall.Reset(stallAfter)
+			}
 		}
 	}
+}
+
+// unstickLocked starts another loop, on another connection, when every loop is
+// sending a group that has been on the wire longer than stallAfter, and fewer than
+// maxFlights run. b.mu must be held.
+func (b *batcher) unstickLocked() {
+	if b.flights >= maxFlights || len(b.out) < b.flights {
+		return // a loop is about to take what waits
+	}
+	for _, t := range b.out {
+		if time.Since(t) <= stallAfter {
+			return
+		}
+	}
+	b.flights++
+	go b.loop()
 }
 
 // take returns the next group of waiting writes, which the caller must flush, or nil.
@@ -162,41 +187,59 @@ func (b *batcher) take() []*batchOp {
 }
 
 // takeLocked is take with b.mu held: the oldest writes, up to maxGroupOps and
-// maxGroupBytes (one at least).
+// maxGroupBytes (one at least), less those whose callers' deadline has passed, which
+// stay for their callers to take back.
 func (b *batcher) takeLocked() []*batchOp {
-	n, bytes := 0, 0
-	for n < len(b.pending) && n < maxGroupOps && (n == 0 || bytes+b.pending[n].size <= maxGroupBytes) {
-		bytes += b.pending[n].size
-		n++
+	now := time.Now()
+	var ops, rest []*batchOp
+	bytes, full := 0, false
+	for _, op := range b.pending {
+		switch {
+		case !op.deadline.IsZero() && !now.Before(op.deadline):
+			rest = append(rest, op)
+		case !full && len(ops) < maxGroupOps && (len(ops) == 0 || bytes+op.size <= maxGroupBytes):
+			op.queued = false
+			ops = append(ops, op)
+			bytes += op.size
+		default:
+			full = true
+			rest = append(rest, op)
+		}
 	}
-	ops := b.pending[:n:n]
-	if n == len(b.pending) {
-		b.pending = nil
-	} else {
-		b.pending = slices.Clone(b.pending[n:])
-	}
+	b.pending = rest
 	b.waiting.Store(int32(len(b.pending)))
 	return ops
 }
 
-// loop sends the waiting writes, a group per round trip, until none wait.
+// loop sends the waiting writes, a group per round trip, until none it may send wait.
 func (b *batcher) loop() {
+	b.mu.Lock()
 	for {
-		b.mu.Lock()
 		ops := b.takeLocked()
 		if len(ops) == 0 {
 			b.flights--
 			b.mu.Unlock()
 			return
 		}
+		sent := time.Now()
+		b.out = append(b.out, sent)
 		b.mu.Unlock()
 		b.flush(ops, nil)
+		b.mu.Lock()
+		i := slices.Index(b.out, sent)
+		b.out = slices.Delete(b.out, i, i+1)
 	}
 }
 
 // flush sends ops, then extra (nil for none) in the same pipeline, and completes ops.
+// A group with extra (a ride: asynq's script call, which canRide let through because it
+// has batchTimeout at least) has batchTimeout, so that the call is not cut short.
 func (b *batcher) flush(ops []*batchOp, extra redis.Cmder) {
-	ctx, cancel := context.WithDeadline(context.Background(), groupDeadline(ops, time.Now()))
+	deadline := time.Now().Add(batchTimeout)
+	if extra == nil {
+		deadline = groupDeadline(ops, time.Now())
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	scripts := b.send(ctx, ops, extra)
 	// A script missing from Redis's cache (after a restart or SCRIPT FLUSH) did not

@@ -79,7 +79,7 @@ func rideFixture(t *testing.T) (*InFlight, redis.UniversalClient, *wire) {
 		}
 	}
 	f.batch.mu.Lock()
-	f.batch.flights = 1
+	f.batch.flights = maxFlights // every group it may send is out: none leaves for a stall
 	f.batch.mu.Unlock()
 	w.reset()
 	return f, rdb, w

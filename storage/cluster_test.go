@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/shoestring-go/shoestring/storage/storagetest"
@@ -186,5 +188,43 @@ func TestOpenRedisClusterTLS(t *testing.T) {
 	defer strict.Close()
 	if err := strict.Get(ctx, "k").Err(); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("GET without skip-verify = %v, want a certificate error", err)
+	}
+}
+
+// TestRecordHookCluster: on a Redis Cluster each enqueue keeps a pipeline of its own
+// (a group's pipeline would wait for every node it touches), and its record still goes
+// in front of its task.
+func TestRecordHookCluster(t *testing.T) {
+	t.Parallel()
+	c := storagetest.StartCluster(t)
+	rdb, err := OpenRedis(c.URL(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Close() })
+	hook := RecordHook(rdb).(recordHook)
+	if hook.b != nil {
+		t.Fatal("RecordHook on a cluster client groups enqueues")
+	}
+	rdb.AddHook(hook)
+	jobs := NewJobs(rdb, time.Hour, "default")
+	client := asynq.NewClientFromRedisClient(rdb)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := range 3 { // the first may find the script missing from a node's cache
+		id := fmt.Sprint("c", i)
+		rec, err := enqueueEcho(ctx, jobs, client, id)
+		if err != nil {
+			t.Fatalf("enqueue %s: %v", id, err)
+		}
+		if i > 0 && rec.Err() != nil {
+			t.Errorf("enqueue %s: record %v", id, rec.Err())
+		}
+	}
+	if j, err := jobs.Get(ctx, "c2"); err != nil || j.State != StatePending || string(j.Payload) != `{"n":1}` {
+		t.Errorf("record: %+v, %v", j, err)
+	}
+	if n, err := rdb.Exists(ctx, asynqTaskKey("default", "c2")).Result(); err != nil || n != 1 {
+		t.Errorf("task: %d, %v", n, err)
 	}
 }

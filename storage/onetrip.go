@@ -72,17 +72,32 @@ func (r *Record) Err() error {
 // Queued reports whether the enqueue this record went with (WithRecord) queued its
 // task after all, though asynq answered err. go-redis sends a pipeline again after a
 // read timeout, and the second send finds what the first did: with a fresh id,
-// asynq.ErrTaskIDConflict can only be the first send's task; asynq.ErrDuplicateTask (a
-// unique enqueue) is the first send's uniqueness lock when the record was found
-// written (Err is ErrExists) and a task with this id is in the job's queue, which
-// Queued reads (one round trip, on ctx). Any other err: false. Errors: Redis's.
+// asynq.ErrTaskIDConflict can only be the first send's task. asynq.ErrDuplicateTask (a
+// unique enqueue) is the first send's uniqueness lock when a task with this id is in
+// the job's queue, or its record shows that a worker has taken it (the task may have
+// run and gone since); else another job holds the lock. Queued reads both in one round
+// trip on ctx. Any other err: false. Errors: Redis's.
 func (r *Record) Queued(ctx context.Context, err error) (bool, error) {
 	switch {
 	case errors.Is(err, asynq.ErrTaskIDConflict):
 		return true, nil
-	case errors.Is(err, asynq.ErrDuplicateTask) && errors.Is(r.Err(), ErrExists):
-		n, rerr := r.jobs.rdb.Exists(ctx, asynqTaskKey(r.job.Queue, r.job.ID)).Result()
-		return n == 1, rerr
+	case errors.Is(err, asynq.ErrDuplicateTask):
+		var task *redis.IntCmd
+		var rec *redis.SliceCmd
+		if _, err := r.jobs.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			task = p.Exists(ctx, asynqTaskKey(r.job.Queue, r.job.ID))
+			rec = p.HMGet(ctx, jobKey(r.job.Queue, r.job.ID), "state", "attempts")
+			return nil
+		}); err != nil {
+			return false, err
+		}
+		if task.Val() == 1 {
+			return true, nil
+		}
+		f := rec.Val()
+		state, _ := f[0].(string)
+		attempts, _ := f[1].(string)
+		return (state != "" && state != StatePending && state != StateScheduled) || (attempts != "" && attempts != "0"), nil
 	}
 	return false, nil
 }

@@ -230,6 +230,37 @@ func TestRecordRidesWithEnqueue(t *testing.T) {
 	if queued, qerr := rec.Queued(ctx, err); queued || qerr != nil {
 		t.Errorf("unique, taken by another: Queued = %v, %v; want false", queued, qerr)
 	}
+	// The same, sent twice: the record was there for the second send, and still no task.
+	resend.between = func() {}
+	rec, err = enqueue("unique-other-twice", asynq.Unique(time.Minute))
+	resend.between = nil
+	if !errors.Is(err, asynq.ErrDuplicateTask) || !errors.Is(rec.Err(), ErrExists) {
+		t.Errorf("unique, taken by another, sent twice: enqueue %v, record %v", err, rec.Err())
+	}
+	if queued, qerr := rec.Queued(ctx, err); queued || qerr != nil {
+		t.Errorf("unique, taken by another, sent twice: Queued = %v, %v; want false", queued, qerr)
+	}
+	// A unique enqueue sent twice whose task a worker ran, and asynq deleted, in between:
+	// its record says so.
+	locks, err = rdb.Keys(ctx, "asynq:{default}:unique:*").Result()
+	if err != nil || len(locks) != 1 {
+		t.Fatalf("uniqueness locks %v, %v; want one", locks, err)
+	}
+	rdb.Del(ctx, locks...)
+	resend.between = func() {
+		if _, err := jobs.Start(ctx, "unique-ran", "echo", "default", time.Now()); err != nil {
+			t.Error(err)
+		}
+		rdb.Del(ctx, asynqTaskKey("default", "unique-ran"))
+	}
+	rec, err = enqueue("unique-ran", asynq.Unique(time.Minute))
+	resend.between = nil
+	if !errors.Is(err, asynq.ErrDuplicateTask) || !errors.Is(rec.Err(), ErrExists) {
+		t.Errorf("unique, sent twice, ran between: enqueue %v, record %v", err, rec.Err())
+	}
+	if queued, qerr := rec.Queued(ctx, err); !queued || qerr != nil {
+		t.Errorf("unique, sent twice, ran between: Queued = %v, %v; want true", queued, qerr)
+	}
 	if j, err := jobs.Get(ctx, "twice"); err != nil || j.State != StateActive || j.Attempts != 1 || string(j.Payload) != `{"n":1}` {
 		t.Errorf("sent twice, started between: record %+v, %v", j, err)
 	}
@@ -393,7 +424,11 @@ func TestEnqueuesGroupCommit(t *testing.T) {
 		t.Fatalf("sent while the group waited: %v", got)
 	}
 
-	go hook.b.loop() // the group on the wire is answered
+	// The groups on the wire are answered: one loop is left, which takes what waits.
+	hook.b.mu.Lock()
+	hook.b.flights = 1
+	hook.b.mu.Unlock()
+	go hook.b.loop()
 	wg.Wait()
 	got := trips.take()
 	for i := range 3 {
@@ -434,6 +469,24 @@ func TestEnqueuesGroupCommit(t *testing.T) {
 	}
 	if p, _ := jobs.List(ctx, Filter{}, "", 10); len(p.Jobs) != 4 {
 		t.Errorf("index has %d jobs, want 4", len(p.Jobs))
+	}
+	waitIdle(t, hook.b)
+}
+
+// waitIdle waits until b runs no loop and holds no write, as it must once every
+// caller has returned.
+func waitIdle(t *testing.T, b *batcher) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		b.mu.Lock()
+		flights, pending, out := b.flights, len(b.pending), len(b.out)
+		b.mu.Unlock()
+		if flights == 0 && pending == 0 && out == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("batcher not idle: %d loops, %d writes waiting, %d groups out", flights, pending, out)
+		}
 	}
 }
 
@@ -486,7 +539,7 @@ func groupFixture(t *testing.T, below ...redis.Hook) (*redis.Client, recordHook,
 func TestEnqueueStallEscape(t *testing.T) {
 	t.Parallel()
 	st := &stall{release: make(chan struct{}), held: make(chan struct{})}
-	_, _, jobs, client := groupFixture(t, st)
+	_, hook, jobs, client := groupFixture(t, st)
 	ctx := context.Background()
 	st.armed.Store(true)
 	stuck := make(chan error, 1)
@@ -517,6 +570,38 @@ func TestEnqueueStallEscape(t *testing.T) {
 	for _, id := range []string{"stuck", "behind"} {
 		if j, err := jobs.Get(ctx, id); err != nil || j.State != StatePending {
 			t.Errorf("record %s: %+v, %v", id, j, err)
+		}
+	}
+	waitIdle(t, hook.b)
+}
+
+// TestUnstick: another loop starts only when every loop is sending a group that has
+// been on the wire longer than stallAfter, and fewer than maxFlights run; not while a
+// loop is about to take what waits.
+func TestUnstick(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	old, fresh := now.Add(-2*stallAfter), now
+	for _, c := range []struct {
+		flights int
+		out     []time.Time
+		start   bool
+	}{
+		{1, []time.Time{old}, true},
+		{2, []time.Time{old, old}, true},
+		{1, []time.Time{fresh}, false},
+		{2, []time.Time{old, fresh}, false},
+		{2, []time.Time{old}, false}, // the other loop is between groups
+		{maxFlights, make([]time.Time, maxFlights), false},
+	} {
+		b := &batcher{flights: c.flights, out: c.out}
+		b.mu.Lock()
+		b.unstickLocked()
+		started := b.flights > c.flights
+		b.flights = c.flights // the loop started, if any, finds nothing and leaves
+		b.mu.Unlock()
+		if started != c.start {
+			t.Errorf("%d loops, groups out since %v: started another = %v, want %v", c.flights, c.out, started, c.start)
 		}
 	}
 }
