@@ -44,10 +44,11 @@ import (
 const batchTimeout = 10 * time.Second
 
 // A group stuck on its connection (a half-open one, a server that stopped answering it)
-// must not hold up the writes behind it until go-redis's read timeout: a write that has
-// waited unsent for stallAfter starts another group, on another connection, up to
-// maxFlights groups at once. In normal running a group's round trip is well under a
-// millisecond, and one group is on the wire at a time.
+// must not hold up the writes behind it until go-redis's read timeout: when every loop
+// is sending a group that has been on the wire longer than stallAfter, a write that
+// arrives, or that has waited unsent for stallAfter, starts another loop, which sends
+// on another connection, up to maxFlights loops at once. In normal running a group's
+// round trip is well under a millisecond, and one group is on the wire at a time.
 const (
 	stallAfter = 25 * time.Millisecond
 	maxFlights = 8

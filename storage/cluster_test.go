@@ -79,14 +79,21 @@ func TestParseClusterURL(t *testing.T) {
 // timeouts and retries of every other client, which reads and writes keys of every
 // master; PingRedis pings every master, so it fails, naming the node, when one master
 // is down, though most keys still work.
-func TestOpenRedisCluster(t *testing.T) {
-	t.Parallel()
+// openCluster starts a Redis Cluster and opens it with OpenRedis.
+func openCluster(t *testing.T) (*storagetest.Cluster, redis.UniversalClient) {
+	t.Helper()
 	c := storagetest.StartCluster(t)
 	rdb, err := OpenRedis(c.URL(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rdb.Close() })
+	return c, rdb
+}
+
+func TestOpenRedisCluster(t *testing.T) {
+	t.Parallel()
+	c, rdb := openCluster(t)
 	cc, ok := rdb.(*redis.ClusterClient)
 	if !ok {
 		t.Fatalf("OpenRedis(%s) = %T, want *redis.ClusterClient", c.URL(), rdb)
@@ -196,12 +203,7 @@ func TestOpenRedisClusterTLS(t *testing.T) {
 // in front of its task.
 func TestRecordHookCluster(t *testing.T) {
 	t.Parallel()
-	c := storagetest.StartCluster(t)
-	rdb, err := OpenRedis(c.URL(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rdb.Close() })
+	_, rdb := openCluster(t)
 	hook := RecordHook(rdb).(recordHook)
 	if hook.b != nil {
 		t.Fatal("RecordHook on a cluster client groups enqueues")

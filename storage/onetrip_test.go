@@ -185,6 +185,26 @@ func TestRecordRidesWithEnqueue(t *testing.T) {
 	if !errors.Is(err, asynq.ErrTaskIDConflict) || !errors.Is(rec.Err(), ErrExists) {
 		t.Errorf("taken id: enqueue %v, record %v", err, rec.Err())
 	}
+	// resent checks an enqueue go-redis sent twice: asynq answered wantErr to the second
+	// send, which found the record written, and Queued says want.
+	resent := func(what string, rec *Record, err, wantErr error, want bool) {
+		t.Helper()
+		if !errors.Is(err, wantErr) || !errors.Is(rec.Err(), ErrExists) {
+			t.Errorf("%s: enqueue %v, record %v", what, err, rec.Err())
+		}
+		if queued, qerr := rec.Queued(ctx, err); queued != want || qerr != nil {
+			t.Errorf("%s: Queued = %v, %v; want %v", what, queued, qerr, want)
+		}
+	}
+	// dropUniqueLock lets go of the one uniqueness lock held.
+	dropUniqueLock := func() {
+		t.Helper()
+		locks, err := rdb.Keys(ctx, "asynq:{default}:unique:*").Result()
+		if err != nil || len(locks) != 1 {
+			t.Fatalf("uniqueness locks %v, %v; want one", locks, err)
+		}
+		rdb.Del(ctx, locks...)
+	}
 	// go-redis sends a pipeline again after a read timeout: the second send leaves the
 	// record the first wrote alone (a worker may have started it), and asynq, finding
 	// the task queued, answers ErrTaskIDConflict, which the caller of a fresh id takes
@@ -196,31 +216,17 @@ func TestRecordRidesWithEnqueue(t *testing.T) {
 	}
 	rec, err = enqueue("twice")
 	resend.between = nil
-	if !errors.Is(err, asynq.ErrTaskIDConflict) || !errors.Is(rec.Err(), ErrExists) {
-		t.Errorf("sent twice: enqueue %v, record %v", err, rec.Err())
-	}
-	if queued, qerr := rec.Queued(ctx, err); !queued || qerr != nil {
-		t.Errorf("sent twice: Queued = %v, %v; want true", queued, qerr)
-	}
+	resent("sent twice", rec, err, asynq.ErrTaskIDConflict, true)
 	// A unique enqueue sent twice: the second send finds the first's uniqueness lock.
 	// (A first one has Redis cache asynq's script; its lock is then let go.)
 	if _, err := enqueue("unique-warm", asynq.Unique(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	locks, err := rdb.Keys(ctx, "asynq:{default}:unique:*").Result()
-	if err != nil || len(locks) != 1 {
-		t.Fatalf("uniqueness locks %v, %v; want one", locks, err)
-	}
-	rdb.Del(ctx, locks...)
+	dropUniqueLock()
 	resend.between = func() {}
 	rec, err = enqueue("unique-twice", asynq.Unique(time.Minute))
 	resend.between = nil
-	if !errors.Is(err, asynq.ErrDuplicateTask) || !errors.Is(rec.Err(), ErrExists) {
-		t.Errorf("unique, sent twice: enqueue %v, record %v", err, rec.Err())
-	}
-	if queued, qerr := rec.Queued(ctx, err); !queued || qerr != nil {
-		t.Errorf("unique, sent twice: Queued = %v, %v; want true", queued, qerr)
-	}
+	resent("unique, sent twice", rec, err, asynq.ErrDuplicateTask, true)
 	// Another job's uniqueness lock: its record was written (the caller undoes it), and
 	// the task was not queued.
 	rec, err = enqueue("unique-other", asynq.Unique(time.Minute))
@@ -234,19 +240,10 @@ func TestRecordRidesWithEnqueue(t *testing.T) {
 	resend.between = func() {}
 	rec, err = enqueue("unique-other-twice", asynq.Unique(time.Minute))
 	resend.between = nil
-	if !errors.Is(err, asynq.ErrDuplicateTask) || !errors.Is(rec.Err(), ErrExists) {
-		t.Errorf("unique, taken by another, sent twice: enqueue %v, record %v", err, rec.Err())
-	}
-	if queued, qerr := rec.Queued(ctx, err); queued || qerr != nil {
-		t.Errorf("unique, taken by another, sent twice: Queued = %v, %v; want false", queued, qerr)
-	}
+	resent("unique, taken by another, sent twice", rec, err, asynq.ErrDuplicateTask, false)
 	// A unique enqueue sent twice whose task a worker ran, and asynq deleted, in between:
 	// its record says so.
-	locks, err = rdb.Keys(ctx, "asynq:{default}:unique:*").Result()
-	if err != nil || len(locks) != 1 {
-		t.Fatalf("uniqueness locks %v, %v; want one", locks, err)
-	}
-	rdb.Del(ctx, locks...)
+	dropUniqueLock()
 	resend.between = func() {
 		if _, err := jobs.Start(ctx, "unique-ran", "echo", "default", time.Now()); err != nil {
 			t.Error(err)
@@ -255,12 +252,7 @@ func TestRecordRidesWithEnqueue(t *testing.T) {
 	}
 	rec, err = enqueue("unique-ran", asynq.Unique(time.Minute))
 	resend.between = nil
-	if !errors.Is(err, asynq.ErrDuplicateTask) || !errors.Is(rec.Err(), ErrExists) {
-		t.Errorf("unique, sent twice, ran between: enqueue %v, record %v", err, rec.Err())
-	}
-	if queued, qerr := rec.Queued(ctx, err); !queued || qerr != nil {
-		t.Errorf("unique, sent twice, ran between: Queued = %v, %v; want true", queued, qerr)
-	}
+	resent("unique, sent twice, ran between", rec, err, asynq.ErrDuplicateTask, true)
 	if j, err := jobs.Get(ctx, "twice"); err != nil || j.State != StateActive || j.Attempts != 1 || string(j.Payload) != `{"n":1}` {
 		t.Errorf("sent twice, started between: record %+v, %v", j, err)
 	}
