@@ -50,7 +50,9 @@ const (
 // Errors: ErrNotRunning; task.ErrUnknownType for a kind not registered; an
 // *InvalidError naming the bad field; task.ErrUnknownQueue; task.ErrDuplicate when the
 // id is taken or UniqueFor refuses it; task.ErrUnavailable when Redis does not answer
-// within 5 s. A refused job leaves nothing behind.
+// (after about 6 s when it hangs: 5 s for the enqueue, then the round trip under way).
+// A refused job leaves nothing behind. Concurrent calls share Redis round trips (see
+// storage.RecordHook).
 func (h *Host) Enqueue(ctx context.Context, args Args, opts ...EnqueueOption) (string, error) {
 	if args == nil {
 		return "", fmt.Errorf("%w: nil Args", task.ErrUnknownType)
