@@ -45,9 +45,9 @@ const batchTimeout = 10 * time.Second
 
 // A group stuck on its connection (a half-open one, a server that stopped answering it)
 // must not hold up the writes behind it until go-redis's read timeout: when every loop
-// is sending a group that has been on the wire longer than stallAfter, a write that
-// arrives, or that has waited unsent for stallAfter, starts another loop, which sends
-// on another connection, up to maxFlights loops at once. In normal running a group's
+// is sending a group that has been on the wire for stallAfter, a write that arrives, or
+// the timer of a group that has been out that long while writes wait, starts another
+// loop, which sends on another connection, up to maxFlights loops at once. In normal running a group's
 // round trip is well under a millisecond, and one group is on the wire at a time.
 const (
 	stallAfter = 25 * time.Millisecond
@@ -130,50 +130,44 @@ func (b *batcher) do(ctx context.Context, size int, fill func(ctx context.Contex
 		b.unstickLocked()
 	}
 	b.mu.Unlock()
-	stall := time.NewTimer(stallAfter)
-	defer stall.Stop()
-	for {
-		select {
-		case <-op.done:
-			return op.err
-		case <-ctx.Done():
-			b.mu.Lock()
-			if op.queued {
-				op.queued = false
-				i := slices.Index(b.pending, op)
-				b.pending = slices.Delete(b.pending, i, i+1)
-				b.waiting.Store(int32(len(b.pending)))
-				b.mu.Unlock()
-				return ctx.Err()
-			}
-			b.mu.Unlock()
-			<-op.done // on the wire
-			return op.err
-		case <-stall.C:
-			// Still unsent after stallAfter: the groups out may be stuck.
-			b.mu.Lock()
-			queued := op.queued
-			if queued {
-				b.unstickLocked()
-			}
-			b.mu.Unlock()
-			if queued {
-				stall.Reset(stallAfter)
-			}
-		}
+	select {
+	case <-op.done:
+		return op.err
+	case <-ctx.Done():
+	}
+	b.mu.Lock()
+	if op.queued {
+		op.queued = false
+		i := slices.Index(b.pending, op)
+		b.pending = slices.Delete(b.pending, i, i+1)
+		b.waiting.Store(int32(len(b.pending)))
+		b.mu.Unlock()
+		return ctx.Err()
+	}
+	b.mu.Unlock()
+	<-op.done // on the wire
+	return op.err
+}
+
+// unstick is unstickLocked for writes waiting when a group has been out stallAfter.
+func (b *batcher) unstick() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.pending) > 0 {
+		b.unstickLocked()
 	}
 }
 
 // unstickLocked starts another loop, on another connection, when every loop is
-// sending a group that has been on the wire longer than stallAfter, and fewer than
+// sending a group that has been on the wire stallAfter or longer, and fewer than
 // maxFlights run. b.mu must be held.
 func (b *batcher) unstickLocked() {
 	if b.flights >= maxFlights || len(b.out) < b.flights {
 		return // a loop is about to take what waits
 	}
 	for _, t := range b.out {
-		if time.Since(t) <= stallAfter {
-			return
+		if time.Since(t) < stallAfter {
+			return // that group's own timer looks again
 		}
 	}
 	b.flights++
@@ -225,7 +219,9 @@ func (b *batcher) loop() {
 		sent := time.Now()
 		b.out = append(b.out, sent)
 		b.mu.Unlock()
+		stall := time.AfterFunc(stallAfter, b.unstick)
 		b.flush(ops, nil)
+		stall.Stop()
 		b.mu.Lock()
 		i := slices.Index(b.out, sent)
 		b.out = slices.Delete(b.out, i, i+1)
@@ -236,9 +232,10 @@ func (b *batcher) loop() {
 // A group with extra (a ride: asynq's script call, which canRide let through because it
 // has batchTimeout at least) has batchTimeout, so that the call is not cut short.
 func (b *batcher) flush(ops []*batchOp, extra redis.Cmder) {
-	deadline := time.Now().Add(batchTimeout)
+	now := time.Now()
+	deadline := now.Add(batchTimeout)
 	if extra == nil {
-		deadline = groupDeadline(ops, time.Now())
+		deadline = groupDeadline(ops, now)
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
