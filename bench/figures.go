@@ -423,15 +423,17 @@ func (b *bench) drainFigure(ctx context.Context) error {
 // (b) too, to tell shoestring's growth from asynq's and Redis's. The sizes take turns
 // (1k, 10k, 100k, then again), so that a slow spell of a shared machine, which lasts
 // seconds, weighs on every size and not on the size drained during it. A drain of a
-// hundredth of the largest or less lasts a fraction of a second, so it runs three
-// times a turn: its median is of three times as many runs.
+// tenth of the largest or less lasts a second or two at most, less than such a spell,
+// so it runs three times a turn: its median is of three times as many runs. (With
+// one 10k drain a turn, a slow spell during one of its three runs made it the dearest
+// size, 1.22x the cheapest, in one run of five on 2026-12-04.)
 func (b *bench) scalingFigure(ctx context.Context) error {
 	largest := slices.Max(b.opts.scaleN)
 	runs := make([][]drain, len(b.opts.scaleN))
 	for range b.opts.drainRuns {
 		for i, n := range b.opts.scaleN {
 			reps := 1
-			if n*100 <= largest {
+			if n*10 <= largest {
 				reps = 3
 			}
 			for range reps {
