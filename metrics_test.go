@@ -181,13 +181,11 @@ func TestMetricsCombined(t *testing.T) {
 	if v := value(mfs["shoestring_watchdog_recycles_total"], map[string]string{"reason": "rss"}); v != 0 {
 		t.Errorf("shoestring_watchdog_recycles_total{reason=rss} = %v, want 0", v)
 	}
-	// The web tier's collector settings (host.tuneWebGC): the environment (startBinary's,
-	// and metricsEnv) sets neither GOGC nor GOMEMLIMIT. The parent's own Go metrics.
-	if v := value(mfs["go_gc_gogc_percent"], nil); v != 400 {
-		t.Errorf("go_gc_gogc_percent = %v, want 400", v)
-	}
-	if v := value(mfs["go_gc_gomemlimit_bytes"], nil); v != 128<<20 {
-		t.Errorf("go_gc_gomemlimit_bytes = %v, want %v", v, 128<<20)
+	// The web tier raises GOGC while its live heap is small (host.tuneWebGC): the
+	// environment (startBinary's, and metricsEnv) does not set GOGC. The parent's own Go
+	// metrics: its live heap, a few MB, is far below the 8 MB where GOGC stays at 100.
+	if v := value(mfs["go_gc_gogc_percent"], nil); v <= 100 || v > 400 {
+		t.Errorf("go_gc_gogc_percent = %v, want over 100, at most 400", v)
 	}
 }
 

@@ -154,10 +154,13 @@ var errRecycled = errors.New("recycled on request (POST /admin/recycle); exiting
 // sv gave up on it.
 func (h *Host) runWeb(ctx context.Context, rs runSpec, sv *worker.Supervision, childMetrics string) error {
 	cfg, logger := rs.cfg, rs.logger
-	if !rs.trial {
-		// In trial mode the embedded Redis's data lives in this heap: Go's defaults.
-		tuneWebGC(os.Getenv)
-	}
+	gctx, stopGC := context.WithCancel(ctx)
+	gcDone := make(chan struct{})
+	go func() {
+		defer close(gcDone)
+		tuneWebGC(gctx, os.Getenv, webGCEvery)
+	}()
+	defer func() { stopGC(); <-gcDone }()
 	d, tk, stop, err := h.start(ctx, rs, "web")
 	if err != nil {
 		return err
@@ -451,31 +454,6 @@ func (h *Host) start(ctx context.Context, rs runSpec, mode string) (d *deps, tk 
 		return nil, nil, nil, err
 	}
 	return d, tk, func() { tk.Stop(); closeDeps() }, nil
-}
-
-// The web tier's garbage collector. Serving enqueues, its live heap is about 1 MB, so
-// with Go's defaults (GOGC=100: collect when the heap reaches twice the live set, and
-// not before 4 MB) it collected about 50 times a second at 9,000 enqueues a second,
-// once every 200 requests. webGCPercent lets the heap reach five times the live set
-// (16 MB before any collection): measured (10 clients, 3 runs each way, alternating),
-// 10% less of the web process's CPU per request and 9% more requests a second, for
-// about 12 MB more resident after a burst (38 MB against 26 MB, `shoestring web`);
-// idle, 10 s after start, the same. webMemoryLimit bounds it by configuration, not by
-// the live set: nearer the limit, the runtime collects harder, whatever GOGC says.
-const (
-	webGCPercent   = 400
-	webMemoryLimit = 128 << 20
-)
-
-// tuneWebGC sets webGCPercent unless GOGC is set, and webMemoryLimit unless GOMEMLIMIT
-// is (getenv reads the process's environment, which the Go runtime read at start).
-func tuneWebGC(getenv func(string) string) {
-	if getenv("GOGC") == "" {
-		debug.SetGCPercent(webGCPercent)
-	}
-	if getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(webMemoryLimit)
-	}
 }
 
 // runWorker is the worker alone: the combined-mode child, or a worker process of a
