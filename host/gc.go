@@ -1,73 +1,139 @@
 package host
 
 import (
-	"context"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
-	"time"
+	"sync"
 )
 
 // The web tier's garbage collector. Serving enqueues, its live heap is about 1 MB, so
 // with Go's defaults (GOGC=100: collect when the heap reaches twice the live set, and
 // not before 4 MB) it collected about 50 times a second at 9,000 enqueues a second,
-// once every 200 requests. tuneWebGC raises GOGC while the live heap is small, so that
-// the heap may reach webHeapFloor before a collection, and leaves Go's default once
-// the live heap is half of that or more: the heap goal is about the larger of
-// webHeapFloor and twice the live heap, never more than Go's default goal plus
-// webHeapFloor. Measured with GOGC=400 (`shoestring web`, 10 clients, 3 runs each way,
-// alternating): 10% less of the web process's CPU per request, 9% more requests a
-// second; about 12 MB more resident after a burst; idle, 10 s after start, the same.
+// once every 200 requests. While a web tier runs, GOGC is set after every collection
+// so that the next heap goal is webHeapFloor while that is more than Go's default
+// goal, and Go's default once it is not: the goal is the larger of webHeapFloor and
+// Go's default goal, so the heap holds at most webHeapFloor - 4 MB (12 MB) more than
+// it would under Go's defaults. Measured with GOGC=400 (`shoestring web`, 10 clients,
+// 3 runs each way, alternating): 10% less of the web process's CPU per request, 9%
+// more requests a second; about 12 MB more resident after a burst; idle, 10 s after
+// start, the same.
+//
+// Go's heap goal (runtime/mgcpacer.go; the GC guide, go.dev/doc/gc-guide) is
+//
+//	live + (live + stacks + globals) * GOGC/100, and at least 4 MB * GOGC/100,
+//
+// where live is the heap marked by the last collection and stacks and globals are
+// what it scanned of them (runtime/metrics "/gc/heap/live:bytes",
+// "/gc/scan/stack:bytes", "/gc/scan/globals:bytes").
 const (
 	webHeapFloor    = 16 << 20
-	webGCPercentMax = 400 // 16 MB before any collection: Go's 4 MB minimum scales with GOGC
-	webGCEvery      = time.Second
+	webGCPercentMax = 400 // 4 MB * 400/100 = webHeapFloor: the goal before any collection
 )
 
-// webGCPercent is the GOGC that lets a heap of live bytes reach webHeapFloor before it
-// is collected, between 100 (Go's default) and webGCPercentMax.
-func webGCPercent(live uint64) int {
-	if live == 0 {
-		return webGCPercentMax
+// webGCPercent is the GOGC that makes the heap goal webHeapFloor after a collection
+// that found live bytes of heap and roots bytes of stacks and globals, between 100
+// (Go's default) and webGCPercentMax.
+func webGCPercent(live, roots uint64) int {
+	if live >= webHeapFloor {
+		return 100
 	}
-	p := int(100 * (float64(webHeapFloor)/float64(live) - 1))
-	return min(max(p, 100), webGCPercentMax)
+	p := 100 * float64(webHeapFloor-live) / float64(live+roots)
+	return int(min(max(p, 100), webGCPercentMax))
 }
 
-// tuneWebGC sets GOGC to webGCPercent of the live heap (runtime/metrics
-// "/gc/heap/live:bytes", as of the last collection) at once and every interval until
-// ctx is done, then puts back the GOGC it found. It returns at once when GOGC is set
-// in the environment (getenv reads the process's own, which the Go runtime read at
-// start): the operator's choice stands.
-func tuneWebGC(ctx context.Context, getenv func(string) string, every time.Duration) {
-	if getenv("GOGC") != "" {
-		return
-	}
-	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-	set := -1
-	apply := func() {
-		metrics.Read(sample)
-		if sample[0].Value.Kind() != metrics.KindUint64 {
-			return
+// webGC is the process's one GOGC tuner, shared by every web tier the process runs (an
+// app's tests may run several at once): the first start reads GOGC, the last stop puts
+// it back.
+var webGC struct {
+	mu    sync.Mutex
+	users int
+	on    bool   // tuning: GOGC was Go's default and is not set in the environment
+	chain uint64 // the running chain of sentinels; a sentinel of an older one does not re-arm
+	set   int    // the GOGC last set
+	found int    // the GOGC before the first start
+	seen  uint64 // the collections the last tune had seen (tests read it)
+}
+
+// gcSentinel is allocated unreachable, so that its cleanup runs after the next
+// collection. It holds pointers and is larger than 16 bytes, so the runtime's tiny
+// allocator does not batch it with live objects (which would keep its cleanup from
+// running).
+type gcSentinel [4]*byte
+
+var webGCSamples = []metrics.Sample{
+	{Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/stack:bytes"}, {Name: "/gc/scan/globals:bytes"},
+	{Name: "/gc/cycles/total:gc-cycles"},
+}
+
+// startWebGC starts tuning the process's GOGC for a web tier, and returns the function
+// that stops it; each start needs its stop, and both are safe for concurrent use. GOGC
+// is tuned only when it is Go's default, 100, and not set in the environment (getenv
+// reads the process's own, which the Go runtime read at start): GOGC set by the
+// operator, or by the app with debug.SetGCPercent before the web tier starts, stands.
+// GOGC is set at once and again after every collection (a cleanup on an unreachable
+// sentinel, so no timer runs while the process is idle); the last stop puts back the
+// GOGC the first start found.
+func startWebGC(getenv func(string) string) (stop func()) {
+	webGC.mu.Lock()
+	defer webGC.mu.Unlock()
+	webGC.users++
+	if webGC.users == 1 {
+		found := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+		metrics.Read(found)
+		webGC.found = int(int64(found[0].Value.Uint64())) // GOGC=off reads as -1
+		webGC.on = webGC.found == 100 && getenv("GOGC") == ""
+		if webGC.on {
+			webGC.chain++
+			webGC.set = webGC.found
+			retuneLocked()
 		}
-		if p := webGCPercent(sample[0].Value.Uint64()); p != set {
-			set = p
+	}
+	var once sync.Once
+	return func() { once.Do(stopWebGC) }
+}
+
+func stopWebGC() {
+	webGC.mu.Lock()
+	defer webGC.mu.Unlock()
+	webGC.users--
+	if webGC.users == 0 && webGC.on {
+		webGC.on = false
+		webGC.chain++ // the armed sentinel's cleanup finds its chain gone
+		debug.SetGCPercent(webGC.found)
+	}
+}
+
+// retuneLocked sets GOGC from the last collection's figures and arms a sentinel for
+// the next. webGC.mu is held.
+func retuneLocked() {
+	metrics.Read(webGCSamples)
+	if webGCSamples[0].Value.Kind() == metrics.KindUint64 {
+		live := webGCSamples[0].Value.Uint64()
+		var roots uint64
+		for _, s := range webGCSamples[1:3] {
+			if s.Value.Kind() == metrics.KindUint64 {
+				roots += s.Value.Uint64()
+			}
+		}
+		if p := webGCPercent(live, roots); p != webGC.set {
+			webGC.set = p
 			debug.SetGCPercent(p)
 		}
 	}
-	found := []metrics.Sample{{Name: "/gc/gogc:percent"}}
-	metrics.Read(found)
-	if found[0].Value.Kind() == metrics.KindUint64 {
-		defer debug.SetGCPercent(int(found[0].Value.Uint64()))
+	if webGCSamples[3].Value.Kind() == metrics.KindUint64 {
+		webGC.seen = webGCSamples[3].Value.Uint64()
 	}
-	apply()
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			apply()
-		}
+	runtime.AddCleanup(new(gcSentinel), afterGC, webGC.chain)
+}
+
+// afterGC runs on the runtime's cleanup goroutine after a collection found a sentinel
+// of chain unreachable.
+func afterGC(chain uint64) {
+	webGC.mu.Lock()
+	defer webGC.mu.Unlock()
+	if chain != webGC.chain || !webGC.on {
+		return
 	}
+	retuneLocked()
 }

@@ -154,13 +154,7 @@ var errRecycled = errors.New("recycled on request (POST /admin/recycle); exiting
 // sv gave up on it.
 func (h *Host) runWeb(ctx context.Context, rs runSpec, sv *worker.Supervision, childMetrics string) error {
 	cfg, logger := rs.cfg, rs.logger
-	gctx, stopGC := context.WithCancel(ctx)
-	gcDone := make(chan struct{})
-	go func() {
-		defer close(gcDone)
-		tuneWebGC(gctx, os.Getenv, webGCEvery)
-	}()
-	defer func() { stopGC(); <-gcDone }()
+	defer startWebGC(os.Getenv)()
 	d, tk, stop, err := h.start(ctx, rs, "web")
 	if err != nil {
 		return err
