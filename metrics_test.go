@@ -181,9 +181,10 @@ func TestMetricsCombined(t *testing.T) {
 	if v := value(mfs["shoestring_watchdog_recycles_total"], map[string]string{"reason": "rss"}); v != 0 {
 		t.Errorf("shoestring_watchdog_recycles_total{reason=rss} = %v, want 0", v)
 	}
-	// The web tier raises GOGC while its live heap is small (host.tuneWebGC): the
+	// The web tier raises GOGC while its live heap is small (host/gc.go): the
 	// environment (startBinary's, and metricsEnv) does not set GOGC. The parent's own Go
-	// metrics: its live heap, a few MB, is far below the 8 MB where GOGC stays at 100.
+	// metrics: its live heap and roots, a few MB, are far below the 16 MB (twice the
+	// live heap, plus the roots) where GOGC stays at 100.
 	if v := value(mfs["go_gc_gogc_percent"], nil); v <= 100 || v > 400 {
 		t.Errorf("go_gc_gogc_percent = %v, want over 100, at most 400", v)
 	}

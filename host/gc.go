@@ -14,7 +14,9 @@ import (
 // so that the next heap goal is webHeapFloor while that is more than Go's default
 // goal, and Go's default once it is not: the goal is the larger of webHeapFloor and
 // Go's default goal, so the heap holds at most webHeapFloor - 4 MB (12 MB) more than
-// it would under Go's defaults. Measured with GOGC=400 (`shoestring web`, 10 clients,
+// it would under Go's defaults. GOGC is set once the collection's sweep has finished
+// (a few milliseconds; measured up to 8 ms): until then a live heap that grew in a
+// burst has the old GOGC. Measured with GOGC=400 (`shoestring web`, 10 clients,
 // 3 runs each way, alternating): 10% less of the web process's CPU per request, 9%
 // more requests a second; about 12 MB more resident after a burst; idle, 10 s after
 // start, the same.
@@ -28,7 +30,7 @@ import (
 // "/gc/scan/stack:bytes", "/gc/scan/globals:bytes").
 const (
 	webHeapFloor    = 16 << 20
-	webGCPercentMax = 400 // 4 MB * 400/100 = webHeapFloor: the goal before any collection
+	webGCPercentMax = 400 // 4 MB * 400/100 = webHeapFloor: the goal before any collection (not under GOEXPERIMENT=heapminimum512kib)
 )
 
 // webGCPercent is the GOGC that makes the heap goal webHeapFloor after a collection
@@ -53,6 +55,7 @@ var webGC struct {
 	set   int    // the GOGC last set
 	found int    // the GOGC before the first start
 	seen  uint64 // the collections the last tune had seen (tests read it)
+	tunes uint64 // tunes since the process started (tests read it)
 }
 
 // gcSentinel is allocated unreachable, so that its cleanup runs after the next
@@ -71,18 +74,18 @@ var webGCSamples = []metrics.Sample{
 // is tuned only when it is Go's default, 100, and not set in the environment (getenv
 // reads the process's own, which the Go runtime read at start): GOGC set by the
 // operator, or by the app with debug.SetGCPercent before the web tier starts, stands.
-// GOGC is set at once and again after every collection (a cleanup on an unreachable
-// sentinel, so no timer runs while the process is idle); the last stop puts back the
-// GOGC the first start found.
+// GOGC is set at once and again after every collection, once its sweep has finished
+// (a cleanup on an unreachable sentinel, so no timer runs while the process is idle);
+// the last stop puts back the GOGC the first start found. An app that sets GOGC while
+// a web tier runs takes it over: tuning stops, and the last stop leaves the app's value.
 func startWebGC(getenv func(string) string) (stop func()) {
 	webGC.mu.Lock()
 	defer webGC.mu.Unlock()
 	webGC.users++
 	if webGC.users == 1 {
-		found := []metrics.Sample{{Name: "/gc/gogc:percent"}}
-		metrics.Read(found)
-		webGC.found = int(int64(found[0].Value.Uint64())) // GOGC=off reads as -1
-		webGC.on = webGC.found == 100 && getenv("GOGC") == ""
+		var ok bool
+		webGC.found, ok = readGOGC()
+		webGC.on = ok && webGC.found == 100 && getenv("GOGC") == ""
 		if webGC.on {
 			webGC.chain++
 			webGC.set = webGC.found
@@ -100,13 +103,36 @@ func stopWebGC() {
 	if webGC.users == 0 && webGC.on {
 		webGC.on = false
 		webGC.chain++ // the armed sentinel's cleanup finds its chain gone
-		debug.SetGCPercent(webGC.found)
+		if now, ok := readGOGC(); ok && now == webGC.set {
+			debug.SetGCPercent(webGC.found)
+		}
 	}
 }
 
+// webGCNow is read by readGOGC, under webGC.mu.
+var webGCNow = []metrics.Sample{{Name: "/gc/gogc:percent"}}
+
+// readGOGC reads the process's GOGC (-1: off); ok is false when this Go has no
+// "/gc/gogc:percent". webGC.mu is held.
+func readGOGC() (gogc int, ok bool) {
+	s := webGCNow
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0, false
+	}
+	return int(int64(s[0].Value.Uint64())), true // off reads as -1
+}
+
 // retuneLocked sets GOGC from the last collection's figures and arms a sentinel for
-// the next. webGC.mu is held.
+// the next; it stops tuning instead when GOGC is no longer what it last set (the app
+// set its own). webGC.mu is held.
 func retuneLocked() {
+	if now, ok := readGOGC(); !ok || now != webGC.set {
+		webGC.on = false
+		webGC.chain++
+		return
+	}
+	webGC.tunes++
 	metrics.Read(webGCSamples)
 	if webGCSamples[0].Value.Kind() == metrics.KindUint64 {
 		live := webGCSamples[0].Value.Uint64()

@@ -34,23 +34,31 @@ func TestWebGCPercent(t *testing.T) {
 
 // gogc reads the process's GOGC as the runtime has it (-1: off).
 func gogc() int {
-	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
-	metrics.Read(s)
-	return int(int64(s[0].Value.Uint64()))
-}
-
-// webGCSeen is the number of collections the tuner's last tune had seen.
-func webGCSeen() uint64 {
 	webGC.mu.Lock()
 	defer webGC.mu.Unlock()
-	return webGC.seen
+	p, _ := readGOGC()
+	return p
 }
 
-// gcCycles is the number of collections so far.
-func gcCycles() uint64 {
-	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+// webGCState is the tuner's state: users, tuning, the collections its last tune had
+// seen and its tunes so far.
+func webGCState() (users int, on bool, seen, tunes uint64) {
+	webGC.mu.Lock()
+	defer webGC.mu.Unlock()
+	return webGC.users, webGC.on, webGC.seen, webGC.tunes
+}
+
+func readUint64s(names ...string) []uint64 {
+	s := make([]metrics.Sample, len(names))
+	for i, n := range names {
+		s[i].Name = n
+	}
 	metrics.Read(s)
-	return s[0].Value.Uint64()
+	v := make([]uint64, len(s))
+	for i := range s {
+		v[i] = s[i].Value.Uint64()
+	}
+	return v
 }
 
 var keep []byte
@@ -58,23 +66,30 @@ var keep []byte
 func noEnv(string) string { return "" }
 
 // TestWebGC: with GOGC at Go's default and not in the environment, GOGC follows the
-// live heap after every collection (no timer), one tuner serves every web tier in the
-// process, and the last stop puts Go's default back.
+// live heap after every collection (no timer) so that the heap goal is 16 MB while
+// that is more than Go's default, one tuner serves every web tier in the process, and
+// the last stop puts Go's default back.
 func TestWebGC(t *testing.T) {
-	t.Cleanup(func() { debug.SetGCPercent(100) })
+	t.Cleanup(func() { debug.SetGCPercent(100); keep = nil })
 	debug.SetGCPercent(100)
 	runtime.GC()
 
 	stopA := startWebGC(noEnv)
-	raised := gogc()
-	if raised <= 100 {
-		t.Fatalf("GOGC %d at start with a small live heap, want over 100", raised)
+	t.Cleanup(stopA)
+	if got := gogc(); got <= 100 {
+		t.Fatalf("GOGC %d at start with a small live heap, want over 100", got)
+	}
+
+	keep = make([]byte, 6<<20) // live heap and roots about 7 MB: between the clamps
+	waitGC(t)
+	v := readUint64s("/gc/heap/goal:bytes", "/gc/heap/live:bytes", "/gc/scan/stack:bytes", "/gc/scan/globals:bytes")
+	goal, base := v[0], v[1]+v[2]+v[3]
+	if goal > webHeapFloor || goal < webHeapFloor-base/100-1 {
+		t.Errorf("heap goal %d with %d live and %d of roots (GOGC %d), want %d less at most 1%% of live + roots (GOGC is whole)",
+			goal, v[1], v[2]+v[3], gogc(), webHeapFloor)
 	}
 
 	keep = make([]byte, 64<<20) // a live heap over webHeapFloor
-	for i := range keep {
-		keep[i] = 1
-	}
 	waitGC(t)
 	if got := gogc(); got != 100 {
 		t.Errorf("GOGC %d after a collection found 64 MB live, want 100", got)
@@ -86,71 +101,135 @@ func TestWebGC(t *testing.T) {
 	}
 
 	stopB := startWebGC(noEnv) // a second web tier in the process
+	t.Cleanup(stopB)
 	stopA()
 	stopA() // a second call is a no-op
+	if users, on, _, _ := webGCState(); users != 1 || !on {
+		t.Fatalf("with one of two web tiers stopped: %d users, tuning %v; want 1, true", users, on)
+	}
 	waitGC(t)
 	if got := gogc(); got <= 100 {
 		t.Errorf("GOGC %d with one of two web tiers stopped, want still raised", got)
 	}
 	stopB()
+	if users, on, _, _ := webGCState(); users != 0 || on {
+		t.Fatalf("after the last stop: %d users, tuning %v; want 0, false", users, on)
+	}
 	if got := gogc(); got != 100 {
 		t.Errorf("GOGC %d after the last stop, want 100 (put back)", got)
 	}
-	n := webGCSeen()
-	runtime.GC()
-	runtime.GC()
-	time.Sleep(50 * time.Millisecond) // time for a stale sentinel's cleanup to run
+	_, _, _, n := webGCState()
+	for range 2 {
+		runtime.GC()
+		drainCleanups(t)
+	}
 	if got := gogc(); got != 100 {
 		t.Errorf("GOGC %d after collections with no web tier, want 100", got)
 	}
-	if got := webGCSeen(); got != n {
-		t.Errorf("a tune saw collection %d after the last stop (at %d), want none", got, n)
+	if _, _, _, got := webGCState(); got != n {
+		t.Errorf("%d tunes after the last stop, want none", got-n)
 	}
 }
 
-// waitGC forces a collection and waits up to 10 s for a tune that has seen it.
+// TestWebGCRestart: web tiers stopped and started again before a collection leave one
+// tuner, which tunes once a collection.
+func TestWebGCRestart(t *testing.T) {
+	t.Cleanup(func() { debug.SetGCPercent(100) })
+	debug.SetGCPercent(100)
+	for range 3 {
+		stop := startWebGC(noEnv)
+		stop()
+	}
+	stop := startWebGC(noEnv)
+	t.Cleanup(stop)
+	runtime.GC() // the sentinels of the stopped tuners
+	drainCleanups(t)
+	for i := range 4 {
+		_, _, _, n := webGCState()
+		runtime.GC()
+		drainCleanups(t)
+		if _, _, _, got := webGCState(); got-n != 1 {
+			t.Errorf("collection %d: %d tunes, want 1", i, got-n)
+		}
+	}
+}
+
+// waitGC forces a collection and waits up to 10 s for a tune that has seen it,
+// forcing another every 100 ms (a sentinel armed after a collection's marking
+// survives it).
 func waitGC(t *testing.T) {
 	t.Helper()
 	runtime.GC()
-	n := gcCycles()
-	deadline := time.Now().Add(10 * time.Second)
-	for webGCSeen() < n {
-		if time.Now().After(deadline) {
+	n := readUint64s("/gc/cycles/total:gc-cycles")[0]
+	start, forced := time.Now(), time.Now()
+	for {
+		if _, _, seen, _ := webGCState(); seen >= n {
+			return
+		}
+		if time.Since(start) > 10*time.Second {
 			t.Fatal("no tune within 10 s of a collection")
+		}
+		if time.Since(forced) > 100*time.Millisecond {
+			runtime.GC()
+			forced = time.Now()
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// drainCleanups waits up to 10 s until every cleanup queued so far has run (the
+// runtime counts a block of cleanups executed after they have run).
+func drainCleanups(t *testing.T) {
+	t.Helper()
+	queued := readUint64s("/gc/cleanups/queued:cleanups")[0]
+	deadline := time.Now().Add(10 * time.Second)
+	for readUint64s("/gc/cleanups/executed:cleanups")[0] < queued {
+		if time.Now().After(deadline) {
+			t.Fatal("cleanups queued 10 s ago have not run")
 		}
 		time.Sleep(time.Millisecond)
 	}
 }
 
 // TestWebGCLeftAlone: GOGC set in the environment, or to anything but Go's default by
-// the app, stands while web tiers run and after they stop.
+// the app before or while web tiers run, stands while they run and after they stop.
 func TestWebGCLeftAlone(t *testing.T) {
 	t.Cleanup(func() { debug.SetGCPercent(100) })
 	for _, tc := range []struct {
 		name   string
 		found  int
 		getenv func(string) string
+		later  int // set by the app while the web tier runs, if not 0
 	}{
 		{"GOGC=100 in the environment", 100, func(k string) string {
 			if k == "GOGC" {
 				return "100"
 			}
 			return ""
-		}},
-		{"GOGC 123 set by the app", 123, noEnv},
-		{"GOGC off", -1, noEnv},
+		}, 0},
+		{"GOGC 123 set by the app", 123, noEnv, 0},
+		{"GOGC off", -1, noEnv, 0},
+		{"GOGC 250 set by the app while a web tier runs", 100, noEnv, 250},
 	} {
 		debug.SetGCPercent(tc.found)
 		runtime.GC()
 		stop := startWebGC(tc.getenv)
+		want := tc.found
+		if tc.later != 0 {
+			debug.SetGCPercent(tc.later)
+			want = tc.later
+		}
 		runtime.GC()
-		time.Sleep(10 * time.Millisecond)
-		if got := gogc(); got != tc.found {
-			t.Errorf("%s: GOGC %d while a web tier runs, want %d", tc.name, got, tc.found)
+		drainCleanups(t)
+		if got := gogc(); got != want {
+			t.Errorf("%s: GOGC %d while a web tier runs, want %d", tc.name, got, want)
+		}
+		if _, on, _, _ := webGCState(); on {
+			t.Errorf("%s: tuning", tc.name)
 		}
 		stop()
-		if got := gogc(); got != tc.found {
-			t.Errorf("%s: GOGC %d after it stopped, want %d", tc.name, got, tc.found)
+		if got := gogc(); got != want {
+			t.Errorf("%s: GOGC %d after it stopped, want %d", tc.name, got, want)
 		}
 	}
 }
