@@ -64,9 +64,31 @@ var webGC struct {
 // running).
 type gcSentinel [4]*byte
 
+// webGCSamples is read by readWebGC, under webGC.mu.
 var webGCSamples = []metrics.Sample{
-	{Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/stack:bytes"}, {Name: "/gc/scan/globals:bytes"},
-	{Name: "/gc/cycles/total:gc-cycles"},
+	{Name: "/gc/gogc:percent"}, {Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/stack:bytes"},
+	{Name: "/gc/scan/globals:bytes"}, {Name: "/gc/cycles/total:gc-cycles"},
+}
+
+// gcFigures are the process's GOGC and its last collection's figures.
+type gcFigures struct {
+	gogc   int    // -1: off
+	live   uint64 // bytes of heap marked
+	roots  uint64 // bytes of stacks and globals scanned
+	cycles uint64 // collections so far
+}
+
+// readWebGC reads the process's GOGC and its last collection's figures, in one
+// metrics.Read; ok is false when this Go lacks one of them. webGC.mu is held.
+func readWebGC() (f gcFigures, ok bool) {
+	metrics.Read(webGCSamples)
+	for _, s := range webGCSamples {
+		if s.Value.Kind() != metrics.KindUint64 {
+			return f, false
+		}
+	}
+	v := func(i int) uint64 { return webGCSamples[i].Value.Uint64() }
+	return gcFigures{gogc: int(int64(v(0))), live: v(1), roots: v(2) + v(3), cycles: v(4)}, true
 }
 
 // startWebGC starts tuning the process's GOGC for a web tier, and returns the function
@@ -83,12 +105,12 @@ func startWebGC(getenv func(string) string) (stop func()) {
 	defer webGC.mu.Unlock()
 	webGC.users++
 	if webGC.users == 1 {
-		var ok bool
-		webGC.found, ok = readGOGC()
-		webGC.on = ok && webGC.found == 100 && getenv("GOGC") == ""
+		f, ok := readWebGC()
+		webGC.found = f.gogc
+		webGC.on = ok && f.gogc == 100 && getenv("GOGC") == ""
 		if webGC.on {
 			webGC.chain++
-			webGC.set = webGC.found
+			webGC.set = f.gogc
 			retuneLocked()
 		}
 	}
@@ -103,52 +125,27 @@ func stopWebGC() {
 	if webGC.users == 0 && webGC.on {
 		webGC.on = false
 		webGC.chain++ // the armed sentinel's cleanup finds its chain gone
-		if now, ok := readGOGC(); ok && now == webGC.set {
+		if f, ok := readWebGC(); ok && f.gogc == webGC.set {
 			debug.SetGCPercent(webGC.found)
 		}
 	}
-}
-
-// webGCNow is read by readGOGC, under webGC.mu.
-var webGCNow = []metrics.Sample{{Name: "/gc/gogc:percent"}}
-
-// readGOGC reads the process's GOGC (-1: off); ok is false when this Go has no
-// "/gc/gogc:percent". webGC.mu is held.
-func readGOGC() (gogc int, ok bool) {
-	s := webGCNow
-	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindUint64 {
-		return 0, false
-	}
-	return int(int64(s[0].Value.Uint64())), true // off reads as -1
 }
 
 // retuneLocked sets GOGC from the last collection's figures and arms a sentinel for
 // the next; it stops tuning instead when GOGC is no longer what it last set (the app
 // set its own). webGC.mu is held.
 func retuneLocked() {
-	if now, ok := readGOGC(); !ok || now != webGC.set {
+	f, ok := readWebGC()
+	if !ok || f.gogc != webGC.set {
 		webGC.on = false
 		webGC.chain++
 		return
 	}
 	webGC.tunes++
-	metrics.Read(webGCSamples)
-	if webGCSamples[0].Value.Kind() == metrics.KindUint64 {
-		live := webGCSamples[0].Value.Uint64()
-		var roots uint64
-		for _, s := range webGCSamples[1:3] {
-			if s.Value.Kind() == metrics.KindUint64 {
-				roots += s.Value.Uint64()
-			}
-		}
-		if p := webGCPercent(live, roots); p != webGC.set {
-			webGC.set = p
-			debug.SetGCPercent(p)
-		}
-	}
-	if webGCSamples[3].Value.Kind() == metrics.KindUint64 {
-		webGC.seen = webGCSamples[3].Value.Uint64()
+	webGC.seen = f.cycles
+	if p := webGCPercent(f.live, f.roots); p != webGC.set {
+		webGC.set = p
+		debug.SetGCPercent(p)
 	}
 	runtime.AddCleanup(new(gcSentinel), afterGC, webGC.chain)
 }
@@ -158,8 +155,7 @@ func retuneLocked() {
 func afterGC(chain uint64) {
 	webGC.mu.Lock()
 	defer webGC.mu.Unlock()
-	if chain != webGC.chain || !webGC.on {
-		return
+	if chain == webGC.chain { // tuning stops with a new chain, and starts with one
+		retuneLocked()
 	}
-	retuneLocked()
 }

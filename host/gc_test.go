@@ -36,8 +36,8 @@ func TestWebGCPercent(t *testing.T) {
 func gogc() int {
 	webGC.mu.Lock()
 	defer webGC.mu.Unlock()
-	p, _ := readGOGC()
-	return p
+	f, _ := readWebGC()
+	return f.gogc
 }
 
 // webGCState is the tuner's state: users, tuning, the collections its last tune had
