@@ -63,12 +63,13 @@ func logRequests(log *slog.Logger, healthPath string, obs RequestObserver, next 
 		r = r.WithContext(context.WithValue(r.Context(), requestKey{}, rq))
 		next.ServeHTTP(&rq.statusRecorder, r)
 		status := rq.answered()
+		end := time.Now()
 		if obs != nil {
 			tmpl := rq.template
 			if tmpl == "" {
 				tmpl = RouteUnmatched
 			}
-			obs.ObserveRequest(tmpl, status, time.Since(start))
+			obs.ObserveRequest(tmpl, status, end.Sub(start))
 		}
 		level := slog.LevelInfo
 		if r.URL.Path == healthPath || strings.HasPrefix(r.URL.Path, healthPath+"/") {
@@ -77,11 +78,16 @@ func logRequests(log *slog.Logger, healthPath string, obs RequestObserver, next 
 		if !log.Enabled(r.Context(), level) {
 			return
 		}
-		args := []any{"method", r.Method, "path", r.URL.Path, "status", status, "duration_ms", time.Since(start).Milliseconds()}
+		// The record is built here, not by log.Log: Log would look up its caller's pc
+		// (runtime.Callers, for a source that names this function) and box each value
+		// in an []any. Four attributes and a handler's one fit in the record itself.
+		rec := slog.NewRecord(end, level, "http request", 0)
+		rec.AddAttrs(slog.String("method", r.Method), slog.String("path", r.URL.Path),
+			slog.Int("status", status), slog.Int64("duration_ms", end.Sub(start).Milliseconds()))
 		rq.mu.Lock()
-		args = append(args, rq.attrs...)
+		rec.Add(rq.attrs...)
 		rq.mu.Unlock()
-		log.Log(r.Context(), level, "http request", args...)
+		_ = log.Handler().Handle(r.Context(), rec)
 	})
 }
 
