@@ -669,24 +669,39 @@ func (b *bench) idleRSS(ctx context.Context, p *proc, _ string) error {
 	return b.addRSS(p, fmt.Sprintf("idle RSS (%v after ready)", b.opts.idleWait))
 }
 
-// addRSS adds the RSS of serve's parent and child to the report.
+// memFigures are a process's resident memory, in bytes.
+type memFigures struct {
+	rss  int64 // VmRSS: what the acceptance figures count
+	anon int64 // RssAnon: heap, stacks, the runtime's own
+	file int64 // RssFile: mapped file pages, this binary's mostly
+	pss  int64 // Pss: RSS with each page shared with other processes split between them
+}
+
+// addRSS adds the RSS of serve's parent and child to the report, with how much of it
+// is anonymous and how much file pages (which the two map from one binary, so RSS
+// counts them twice, and their PSS once).
 func (b *bench) addRSS(p *proc, what string) error {
 	child, err := workerChild(p.pid())
 	if err != nil {
 		return err
 	}
-	parentRSS, err := rssBytes(p.pid())
+	parent, err := memOf(p.pid())
 	if err != nil {
 		return err
 	}
-	childRSS, err := rssBytes(child)
+	kid, err := memOf(child)
 	if err != nil {
 		return err
+	}
+	split := func(m memFigures) string {
+		return fmt.Sprintf("anonymous %.1f, file %.1f", mb(m.anon), mb(m.file))
 	}
 	b.rep.add(
-		row{figure: what + ", parent (web)", unit: "MiB", ss: mb(parentRSS)},
-		row{figure: what + ", child (worker)", unit: "MiB", ss: mb(childRSS)},
-		row{figure: what + ", parent + child", unit: "MiB", ss: mb(parentRSS + childRSS)},
+		row{figure: what + ", parent (web)", unit: "MiB", ss: mb(parent.rss), note: split(parent)},
+		row{figure: what + ", child (worker)", unit: "MiB", ss: mb(kid.rss), note: split(kid)},
+		row{figure: what + ", parent + child", unit: "MiB", ss: mb(parent.rss + kid.rss),
+			note: split(memFigures{anon: parent.anon + kid.anon, file: parent.file + kid.file})},
+		row{figure: what + ", parent + child, PSS (the pages they share counted once)", unit: "MiB", ss: mb(parent.pss + kid.pss)},
 	)
 	return nil
 }

@@ -54,22 +54,45 @@ func killGroup(pid int) error {
 	return nil
 }
 
-// rssBytes returns the resident set size of pid (VmRSS in /proc/<pid>/status).
-func rssBytes(pid int) (int64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, fmt.Errorf("read RSS of pid %d: %w", pid, err)
+// memOf returns pid's resident memory: VmRSS, RssAnon and RssFile from
+// /proc/<pid>/status, and Pss from /proc/<pid>/smaps_rollup (proc_pid_status(5),
+// proc_pid_smaps_rollup(5)).
+func memOf(pid int) (memFigures, error) {
+	var m memFigures
+	fields := []struct {
+		file, key string
+		v         *int64
+	}{
+		{"status", "VmRSS:", &m.rss}, {"status", "RssAnon:", &m.anon}, {"status", "RssFile:", &m.file},
+		{"smaps_rollup", "Pss:", &m.pss},
 	}
-	for line := range strings.Lines(string(data)) {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+	files := map[string]string{}
+	for _, f := range fields {
+		data, ok := files[f.file]
+		if !ok {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, f.file))
 			if err != nil {
-				return 0, fmt.Errorf("parse VmRSS of pid %d: %q: %w", pid, v, err)
+				return m, fmt.Errorf("read memory of pid %d: %w", pid, err)
 			}
-			return kb << 10, nil
+			data = string(b)
+			files[f.file] = data
+		}
+		found := false
+		for line := range strings.Lines(data) {
+			if v, ok := strings.CutPrefix(line, f.key); ok {
+				kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+				if err != nil {
+					return m, fmt.Errorf("parse %s %s of pid %d: %q: %w", f.file, f.key, pid, v, err)
+				}
+				*f.v, found = kb<<10, true
+				break
+			}
+		}
+		if !found {
+			return m, fmt.Errorf("no %s in /proc/%d/%s", strings.TrimSuffix(f.key, ":"), pid, f.file)
 		}
 	}
-	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
+	return m, nil
 }
 
 // childPIDs returns the pids of pid's children (/proc/<pid>/task/*/children).

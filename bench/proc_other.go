@@ -26,8 +26,8 @@ func killGroup(pid int) error {
 	return p.Kill()
 }
 
-func rssBytes(pid int) (int64, error) {
-	return 0, fmt.Errorf("RSS of pid %d: %w on %s", pid, errors.ErrUnsupported, runtime.GOOS)
+func memOf(pid int) (memFigures, error) {
+	return memFigures{}, fmt.Errorf("memory of pid %d: %w on %s", pid, errors.ErrUnsupported, runtime.GOOS)
 }
 
 func childPIDs(pid int) ([]int, error) {
