@@ -675,6 +675,11 @@ type memFigures struct {
 	anon int64 // RssAnon: heap, stacks, the runtime's own
 	file int64 // RssFile: mapped file pages, this binary's mostly
 	pss  int64 // Pss: RSS with each page shared with other processes split between them
+	// large is how much of file is the binary's pages in large folios of the page
+	// cache, which the kernel may map whole on a fault; known says the kernel told
+	// (it takes CAP_SYS_ADMIN).
+	large int64
+	known bool
 }
 
 // addRSS adds the RSS of serve's parent and child to the report, with how much of it
@@ -694,13 +699,18 @@ func (b *bench) addRSS(p *proc, what string) error {
 		return err
 	}
 	split := func(m memFigures) string {
-		return fmt.Sprintf("anonymous %.1f, file %.1f", mb(m.anon), mb(m.file))
+		s := fmt.Sprintf("anonymous %.1f, file %.1f", mb(m.anon), mb(m.file))
+		if m.known {
+			s += fmt.Sprintf(" (the binary's, in large folios: %.1f)", mb(m.large))
+		}
+		return s
 	}
 	b.rep.add(
 		row{figure: what + ", parent (web)", unit: "MiB", ss: mb(parent.rss), note: split(parent)},
 		row{figure: what + ", child (worker)", unit: "MiB", ss: mb(kid.rss), note: split(kid)},
 		row{figure: what + ", parent + child", unit: "MiB", ss: mb(parent.rss + kid.rss),
-			note: split(memFigures{anon: parent.anon + kid.anon, file: parent.file + kid.file})},
+			note: split(memFigures{anon: parent.anon + kid.anon, file: parent.file + kid.file,
+				large: parent.large + kid.large, known: parent.known && kid.known})},
 		row{figure: what + ", parent + child, PSS (the pages they share counted once)", unit: "MiB", ss: mb(parent.pss + kid.pss)},
 	)
 	return nil

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -92,7 +93,74 @@ func memOf(pid int) (memFigures, error) {
 			return m, fmt.Errorf("no %s in /proc/%d/%s", strings.TrimSuffix(f.key, ":"), pid, f.file)
 		}
 	}
+	m.large, m.known = largeFolioBytes(pid)
 	return m, nil
+}
+
+// largeFolioBytes returns how many of the bytes of its own executable that pid has
+// resident sit in large folios of the page cache (pages of more than 4 KiB, which
+// Linux 6.x creates for files written in large writes and, on a fault, may map
+// whole), and false when the kernel does not say: reading page frame numbers from
+// /proc/<pid>/pagemap and flags from /proc/kpageflags needs CAP_SYS_ADMIN
+// (pagemap.rst in the kernel's admin guide). Page flags: bit 15 compound head,
+// 16 compound tail.
+func largeFolioBytes(pid int) (int64, bool) {
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return 0, false
+	}
+	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		return 0, false
+	}
+	pagemap, err := os.Open(fmt.Sprintf("/proc/%d/pagemap", pid))
+	if err != nil {
+		return 0, false
+	}
+	defer pagemap.Close()
+	flags, err := os.Open("/proc/kpageflags")
+	if err != nil {
+		return 0, false
+	}
+	defer flags.Close()
+	const pageSize = 4096
+	var large int64
+	sawPFN := false
+	for line := range strings.Lines(string(maps)) {
+		f := strings.Fields(line)
+		if len(f) < 6 || f[5] != exe {
+			continue
+		}
+		lo, hi, _ := strings.Cut(f[0], "-")
+		start, err1 := strconv.ParseUint(lo, 16, 64)
+		end, err2 := strconv.ParseUint(hi, 16, 64)
+		if err1 != nil || err2 != nil {
+			return 0, false
+		}
+		entries := make([]byte, (end-start)/pageSize*8)
+		if _, err := pagemap.ReadAt(entries, int64(start/pageSize*8)); err != nil {
+			return 0, false
+		}
+		var kf [8]byte
+		for i := 0; i+8 <= len(entries); i += 8 {
+			e := binary.LittleEndian.Uint64(entries[i:])
+			if e>>63 == 0 { // not present
+				continue
+			}
+			pfn := e & (1<<55 - 1)
+			if pfn == 0 {
+				continue // hidden without CAP_SYS_ADMIN
+			}
+			sawPFN = true
+			if _, err := flags.ReadAt(kf[:], int64(pfn*8)); err != nil {
+				return 0, false
+			}
+			if k := binary.LittleEndian.Uint64(kf[:]); k&(1<<15|1<<16) != 0 {
+				large += pageSize
+			}
+		}
+	}
+	return large, sawPFN
 }
 
 // childPIDs returns the pids of pid's children (/proc/<pid>/task/*/children).
