@@ -424,16 +424,21 @@ func (b *bench) drainFigure(ctx context.Context) error {
 // (1k, 10k, 100k, then again), so that a slow spell of a shared machine, which lasts
 // seconds, weighs on every size and not on the size drained during it. A drain of a
 // tenth of the largest or less lasts a second or two at most, less than such a spell,
-// so it runs three times a turn: its median is of three times as many runs. (With
-// one 10k drain a turn, a slow spell during one of its three runs made it the dearest
-// size, 1.22x the cheapest, in one run of five on 2026-12-04.)
+// so it runs three times a turn, and a hundredth or less (0.15 s on 2 cores) nine
+// times: its median is of that many times as many runs. (With one 10k drain a turn, a
+// slow spell during one of its three runs made it the dearest size, 1.22x the
+// cheapest, in one run of five on 2026-12-04; with three 1k drains a turn, the 1k size
+// was the dearest, at 1.41x and 1.27x, in two runs that day, on two VMs.)
 func (b *bench) scalingFigure(ctx context.Context) error {
 	largest := slices.Max(b.opts.scaleN)
 	runs := make([][]drain, len(b.opts.scaleN))
 	for range b.opts.drainRuns {
 		for i, n := range b.opts.scaleN {
 			reps := 1
-			if n*10 <= largest {
+			switch {
+			case n*100 <= largest:
+				reps = 9
+			case n*10 <= largest:
 				reps = 3
 			}
 			for range reps {
