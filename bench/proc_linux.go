@@ -60,37 +60,29 @@ func killGroup(pid int) error {
 // proc_pid_smaps_rollup(5)).
 func memOf(pid int) (memFigures, error) {
 	var m memFigures
-	fields := []struct {
-		file, key string
-		v         *int64
-	}{
-		{"status", "VmRSS:", &m.rss}, {"status", "RssAnon:", &m.anon}, {"status", "RssFile:", &m.file},
-		{"smaps_rollup", "Pss:", &m.pss},
-	}
-	files := map[string]string{}
-	for _, f := range fields {
-		data, ok := files[f.file]
-		if !ok {
-			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, f.file))
-			if err != nil {
-				return m, fmt.Errorf("read memory of pid %d: %w", pid, err)
-			}
-			data = string(b)
-			files[f.file] = data
+	for file, keys := range map[string]map[string]*int64{
+		"status":       {"VmRSS": &m.rss, "RssAnon": &m.anon, "RssFile": &m.file},
+		"smaps_rollup": {"Pss": &m.pss},
+	} {
+		path := fmt.Sprintf("/proc/%d/%s", pid, file)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return m, fmt.Errorf("read memory of pid %d: %w", pid, err)
 		}
-		found := false
-		for line := range strings.Lines(data) {
-			if v, ok := strings.CutPrefix(line, f.key); ok {
+		found := 0
+		for line := range strings.Lines(string(data)) {
+			key, v, _ := strings.Cut(line, ":")
+			if dst, ok := keys[key]; ok {
 				kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
 				if err != nil {
-					return m, fmt.Errorf("parse %s %s of pid %d: %q: %w", f.file, f.key, pid, v, err)
+					return m, fmt.Errorf("parse %s of %s: %q: %w", key, path, v, err)
 				}
-				*f.v, found = kb<<10, true
-				break
+				*dst = kb << 10
+				found++
 			}
 		}
-		if !found {
-			return m, fmt.Errorf("no %s in /proc/%d/%s", strings.TrimSuffix(f.key, ":"), pid, f.file)
+		if found != len(keys) {
+			return m, fmt.Errorf("%s lacks one of %d memory fields", path, len(keys))
 		}
 	}
 	m.large, m.known = largeFolioBytes(pid)

@@ -30,8 +30,6 @@ func memOf(pid int) (memFigures, error) {
 	return memFigures{}, fmt.Errorf("memory of pid %d: %w on %s", pid, errors.ErrUnsupported, runtime.GOOS)
 }
 
-func largeFolioBytes(int) (int64, bool) { return 0, false }
-
 func childPIDs(pid int) ([]int, error) {
 	return nil, fmt.Errorf("children of pid %d: %w on %s", pid, errors.ErrUnsupported, runtime.GOOS)
 }
