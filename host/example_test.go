@@ -39,9 +39,16 @@ func resize(ctx context.Context, t *worker.Task, r Resize) (any, error) {
 	return fmt.Sprintf("%s at %dpx", r.URL, r.Width), nil
 }
 
-// The whole program of an app: register, then hand over to Main, which runs the
-// command line's mode (serve, web, worker, healthcheck, version) until SIGTERM.
-func Example() {
+// Main is the whole of an app's main: register, then hand over to Main, which runs
+// the command line's mode until SIGINT or SIGTERM and returns the exit code. One
+// binary, deployed, runs as:
+//
+//	myapp                 # serve: the web tier and its supervised child worker
+//	myapp web             # the web tier alone (split deployment)
+//	myapp worker          # a worker alone
+//	myapp healthcheck     # exit 0 when this instance's /health/live answers 200
+//	myapp version
+func ExampleHost_Main() {
 	h := host.New()
 	host.Register(h, resize)
 	os.Exit(h.Main())
@@ -77,7 +84,7 @@ func ExampleHost_Enqueue() {
 		fmt.Println(err)
 		return
 	}
-	job := waitDone(h, id)
+	job := waitDone(a, id)
 	fmt.Println(job.State, job.Queue, string(job.Result))
 
 	_, err = h.Enqueue(ctx, Resize{URL: "cat.png", Width: 9999})
@@ -188,18 +195,13 @@ func ExampleHost_Schedule() {
 	a, stop := runApp(app)
 	defer stop()
 
-	req, _ := http.NewRequest(http.MethodGet, a.URL+"/api/v1/schedules", nil)
-	req.Header.Set("Authorization", "Bearer "+exampleToken) // API_TOKEN
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer resp.Body.Close()
 	var list struct {
 		Schedules []struct{ Name, Cron, Queue string }
 	}
-	_ = json.NewDecoder(resp.Body).Decode(&list)
+	if err := getAuthJSON(a.URL+"/api/v1/schedules", &list); err != nil {
+		fmt.Println(err)
+		return
+	}
 	for _, s := range list.Schedules {
 		fmt.Println(s.Name, s.Cron, s.Queue)
 	}
@@ -227,11 +229,20 @@ func ExampleHost_Run() {
 // runApp starts app's web tier and worker in this process on an embedded Redis, with
 // hosttest.Run; stop ends both.
 func runApp(app func(*host.Host)) (a *hosttest.App, stop func()) {
+	return runAppEnv(app, nil)
+}
+
+// runAppEnv is runApp with more settings in env.
+func runAppEnv(app func(*host.Host), env map[string]string) (a *hosttest.App, stop func()) {
 	emb, err := storage.StartEmbedded()
 	if err != nil {
 		panic(err)
 	}
-	a, err = hosttest.Run(app, map[string]string{"REDIS_URL": emb.URL(), "API_TOKEN": exampleToken})
+	vars := map[string]string{"REDIS_URL": emb.URL(), "API_TOKEN": exampleToken}
+	for k, v := range env {
+		vars[k] = v
+	}
+	a, err = hosttest.Run(app, vars)
 	if err != nil {
 		panic(err)
 	}
@@ -255,14 +266,25 @@ func postJSON(url, body string) string {
 	return fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(b)))
 }
 
-// waitDone polls job id until it is completed or failed, for up to 10 s.
-func waitDone(h *host.Host, id string) storage.Job {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		job, err := h.Job(context.Background(), id)
-		if err == nil && (job.State == storage.StateCompleted || job.State == storage.StateFailed) || time.Now().After(deadline) {
-			return job
-		}
-		time.Sleep(20 * time.Millisecond)
+// getAuthJSON GETs url with the API token and decodes its JSON answer into v.
+func getAuthJSON(url string, v any) error {
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Authorization", "Bearer "+exampleToken) // API_TOKEN
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
 	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// waitDone waits up to 10 s for job id to finish (hosttest.App.Wait).
+func waitDone(a *hosttest.App, id string) storage.Job {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	job, _ := a.Wait(ctx, id)
+	return job
 }

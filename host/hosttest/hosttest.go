@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/shoestring-go/shoestring/host"
+	"github.com/shoestring-go/shoestring/storage"
 )
 
 // App is a running app: the web tier at URL and, unless started WebOnly, a worker.
@@ -139,6 +140,33 @@ func Run(build func(h *host.Host), env map[string]string, opts ...Options) (*App
 func (a *App) Stop() {
 	a.cancel()
 	a.wg.Wait()
+}
+
+// Wait polls job id through the web tier every 20 ms until the job has finished
+// (completed or failed) and returns its record. Errors: ctx's, with the last record
+// read, when ctx ends first; what Host.Job returned (storage.ErrNotFound for no such
+// job) at once. Safe for concurrent use.
+func (a *App) Wait(ctx context.Context, id string) (storage.Job, error) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	var last storage.Job
+	for {
+		job, err := a.Web.Job(ctx, id)
+		switch {
+		case err == nil:
+			last = job
+			if job.State == storage.StateCompleted || job.State == storage.StateFailed {
+				return job, nil
+			}
+		case ctx.Err() == nil:
+			return last, err
+		}
+		select {
+		case <-ctx.Done():
+			return last, ctx.Err()
+		case <-tick.C:
+		}
+	}
 }
 
 // Output returns what both Hosts have logged so far.
