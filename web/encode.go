@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/shoestring-go/shoestring/storage"
@@ -71,7 +72,8 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 		case errors.Is(err, io.EOF):
 			return &Error{Status: http.StatusBadRequest, Msg: "request body is empty; expected JSON"}
 		default:
-			return &Error{Status: http.StatusBadRequest, Msg: "malformed JSON: " + err.Error()}
+			// encoding/json's message without its package prefix ("json: unknown field").
+			return &Error{Status: http.StatusBadRequest, Msg: "malformed JSON: " + strings.TrimPrefix(err.Error(), "json: ")}
 		}
 	}
 	if dec.More() {
