@@ -145,6 +145,11 @@ var errExited = errors.New("exited")
 // its base URL once /health/ready answers 200. It retries on a new port when the
 // process exits early (another process may have taken the port).
 func (b *bench) startHTTP(ctx context.Context, mode string, extra ...string) (*proc, string, error) {
+	return b.startHTTPFrom(ctx, b.bin, mode, extra...)
+}
+
+// startHTTPFrom is startHTTP with the binary at bin.
+func (b *bench) startHTTPFrom(ctx context.Context, bin, mode string, extra ...string) (*proc, string, error) {
 	var lastErr error
 	for range 3 {
 		port, err := freePort()
@@ -152,7 +157,7 @@ func (b *bench) startHTTP(ctx context.Context, mode string, extra ...string) (*p
 			return nil, "", err
 		}
 		env := b.env(append([]string{"PORT=" + strconv.Itoa(port)}, extra...)...)
-		p, err := b.ps.start("shoestring-"+mode, b.bin, []string{mode}, env, b.dir, stopGrace)
+		p, err := b.ps.start("shoestring-"+mode, bin, []string{mode}, env, b.dir, stopGrace)
 		if err != nil {
 			return nil, "", err
 		}
@@ -634,6 +639,10 @@ func (b *bench) checkCompleted(ctx context.Context, ids []string) error {
 // --- serve: idle RSS, cached /health, thumbnails ---
 
 func (b *bench) serveFigures(ctx context.Context) error {
+	if err := b.installedIdleRSS(ctx); err != nil {
+		b.logf("idle RSS of a fresh install failed: %v", err)
+		b.rep.fail("idle RSS of a fresh install", err)
+	}
 	b.logf("serve: shoestring serve (web + worker child)")
 	p, url, err := b.startHTTP(ctx, "serve")
 	if err != nil {
@@ -661,9 +670,36 @@ func (b *bench) serveFigures(ctx context.Context) error {
 }
 
 // idleRSS lets serve idle for idleWait, then reads the RSS of the parent and its
-// worker child.
+// worker child. The binary is the build the other figures ran: its page cache is as
+// they left it.
 func (b *bench) idleRSS(ctx context.Context, p *proc, _ string) error {
-	b.logf("idle RSS: serve idles %v", b.opts.idleWait)
+	return b.idle(ctx, p, fmt.Sprintf("idle RSS (%v after ready)", b.opts.idleWait))
+}
+
+// installedIdleRSS is idleRSS for a fresh install: serve runs from a new copy of the
+// binary, written in 32 KiB writes as tar and containerd extract a slug or an image
+// layer (io.Copy's buffer). By the time the serve figures run, the page cache of the
+// file the earlier figures ran may hold folios larger than 64 KiB, which Linux 6.18
+// maps whole on a fault (README, Performance): on 2026-12-04 that file's idle RSS
+// measured 34.4-41.5 MiB (36.7 with 6.8 MiB in such folios), and a fresh copy's
+// 33.1-34.3, with none.
+func (b *bench) installedIdleRSS(ctx context.Context) error {
+	bin := filepath.Join(b.dir, "installed", "shoestring")
+	if err := install(b.bin, bin); err != nil {
+		return err
+	}
+	b.logf("serve: shoestring serve from a fresh copy of the binary")
+	p, _, err := b.startHTTPFrom(ctx, bin, "serve")
+	if err != nil {
+		return err
+	}
+	defer b.stop(p)
+	return b.idle(ctx, p, fmt.Sprintf("idle RSS (%v after ready), a fresh install", b.opts.idleWait))
+}
+
+// idle lets p idle for idleWait and adds its RSS figures as what.
+func (b *bench) idle(ctx context.Context, p *proc, what string) error {
+	b.logf("%s: serve idles %v", what, b.opts.idleWait)
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
@@ -671,7 +707,46 @@ func (b *bench) idleRSS(ctx context.Context, p *proc, _ string) error {
 		return fmt.Errorf("shoestring serve %w (%v)", errExited, p.err)
 	case <-time.After(b.opts.idleWait):
 	}
-	return b.addRSS(p, fmt.Sprintf("idle RSS (%v after ready)", b.opts.idleWait))
+	return b.addRSS(p, what)
+}
+
+// install copies the executable src to dst (its directory made) in 32 KiB writes.
+func install(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("install the binary: %w", err)
+	}
+	defer in.Close()
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return fmt.Errorf("install the binary: %w", err)
+	}
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o755)
+	if err != nil {
+		return fmt.Errorf("install the binary: %w", err)
+	}
+	// Plain reads and writes: *os.File's ReadFrom would copy in the kernel
+	// (copy_file_range), in whatever chunks it likes.
+	buf := make([]byte, 32<<10)
+	for {
+		n, rerr := in.Read(buf)
+		if n > 0 {
+			if _, err := out.Write(buf[:n]); err != nil {
+				out.Close()
+				return fmt.Errorf("install the binary: %w", err)
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			out.Close()
+			return fmt.Errorf("install the binary: %w", rerr)
+		}
+	}
+	if err := out.Close(); err != nil {
+		return fmt.Errorf("install the binary: %w", err)
+	}
+	return nil
 }
 
 // memFigures are a process's resident memory, in bytes.
@@ -680,9 +755,9 @@ type memFigures struct {
 	anon int64 // RssAnon: heap, stacks, the runtime's own
 	file int64 // RssFile: mapped file pages, this binary's mostly
 	pss  int64 // Pss: RSS with each page shared with other processes split between them
-	// large is how much of file is the binary's pages in large folios of the page
-	// cache, which the kernel may map whole on a fault; known says the kernel told
-	// (it takes CAP_SYS_ADMIN).
+	// large is how much of file is the binary's pages in folios of the page cache
+	// larger than the fault-around window (64 KiB), which the kernel may map whole on
+	// a fault; known says the kernel told (it takes CAP_SYS_ADMIN).
 	large int64
 	known bool
 }
@@ -706,7 +781,7 @@ func (b *bench) addRSS(p *proc, what string) error {
 	split := func(m memFigures) string {
 		s := fmt.Sprintf("anonymous %.1f, file %.1f", mb(m.anon), mb(m.file))
 		if m.known {
-			s += fmt.Sprintf(" (the binary's, in large folios: %.1f)", mb(m.large))
+			s += fmt.Sprintf(" (the binary's, in folios over 64 KiB: %.1f)", mb(m.large))
 		}
 		return s
 	}

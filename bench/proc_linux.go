@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,12 +91,14 @@ func memOf(pid int) (memFigures, error) {
 }
 
 // largeFolioBytes returns how many of the bytes of its own executable that pid has
-// resident sit in large folios of the page cache (pages of more than 4 KiB, which
-// Linux 6.x creates for files written in large writes and, on a fault, may map
-// whole), and false when the kernel does not say: reading page frame numbers from
-// /proc/<pid>/pagemap and flags from /proc/kpageflags needs CAP_SYS_ADMIN
-// (pagemap.rst in the kernel's admin guide). Page flags: bit 15 compound head,
-// 16 compound tail.
+// resident sit in folios of the page cache larger than the kernel's fault-around
+// window (64 KiB), and false when the kernel does not say. Linux 6.x caches a file in
+// large folios (written in large writes, or read by readahead) and, on a fault, may
+// map such a folio whole, where it would map 64 KiB around the page of a file in
+// smaller folios. Reading page frame numbers from /proc/<pid>/pagemap and flags from
+// /proc/kpageflags needs CAP_SYS_ADMIN (pagemap.rst in the kernel's admin guide).
+// Page flags: bit 15 compound head, 16 compound tail; a folio's pages have
+// consecutive frame numbers, head first.
 func largeFolioBytes(pid int) (int64, bool) {
 	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 	if err != nil {
@@ -110,12 +113,66 @@ func largeFolioBytes(pid int) (int64, bool) {
 		return 0, false
 	}
 	defer pagemap.Close()
-	flags, err := os.Open("/proc/kpageflags")
+	kpf, err := os.Open("/proc/kpageflags")
 	if err != nil {
 		return 0, false
 	}
-	defer flags.Close()
-	const pageSize = 4096
+	defer kpf.Close()
+	const (
+		pageSize    = 4096
+		faultAround = 64 << 10
+		head, tail  = 1 << 15, 1 << 16
+		maxPages    = 512 // a 2 MiB folio, the largest the page cache makes here
+	)
+	flagsOf := func(pfn uint64, n int) ([]uint64, error) {
+		b := make([]byte, 8*n)
+		if _, err := kpf.ReadAt(b, int64(pfn*8)); err != nil && !errors.Is(err, io.EOF) {
+			return nil, err
+		}
+		out := make([]uint64, n)
+		for i := range out {
+			out[i] = binary.LittleEndian.Uint64(b[8*i:])
+		}
+		return out, nil
+	}
+	// folioPages returns the number of pages of the folio holding pfn, whose flags
+	// are k: 1 for a page of its own; for a compound page, found by walking back to
+	// its head and forward over its tails. Sizes are cached by head frame.
+	sizes := map[uint64]int{}
+	folioPages := func(pfn, k uint64) (int, error) {
+		if k&(head|tail) == 0 {
+			return 1, nil
+		}
+		h := pfn
+		if k&tail != 0 {
+			lo := pfn - min(pfn, maxPages)
+			back, err := flagsOf(lo, int(pfn-lo))
+			if err != nil {
+				return 0, err
+			}
+			i := len(back) - 1
+			for i >= 0 && back[i]&head == 0 {
+				i--
+			}
+			if i < 0 {
+				return 1, nil // no head within 2 MiB: count the page as small
+			}
+			h = lo + uint64(i)
+		}
+		if n, ok := sizes[h]; ok {
+			return n, nil
+		}
+		next, err := flagsOf(h+1, maxPages)
+		if err != nil {
+			return 0, err
+		}
+		n := 1
+		for n-1 < len(next) && next[n-1]&tail != 0 {
+			n++
+		}
+		sizes[h] = n
+		return n, nil
+	}
 	var large int64
 	sawPFN := false
 	for line := range strings.Lines(string(maps)) {
@@ -133,7 +190,6 @@ func largeFolioBytes(pid int) (int64, bool) {
 		if _, err := pagemap.ReadAt(entries, int64(start/pageSize*8)); err != nil {
 			return 0, false
 		}
-		var kf [8]byte
 		for i := 0; i+8 <= len(entries); i += 8 {
 			e := binary.LittleEndian.Uint64(entries[i:])
 			if e>>63 == 0 { // not present
@@ -144,10 +200,15 @@ func largeFolioBytes(pid int) (int64, bool) {
 				continue // hidden without CAP_SYS_ADMIN
 			}
 			sawPFN = true
-			if _, err := flags.ReadAt(kf[:], int64(pfn*8)); err != nil {
+			k, err := flagsOf(pfn, 1)
+			if err != nil {
 				return 0, false
 			}
-			if k := binary.LittleEndian.Uint64(kf[:]); k&(1<<15|1<<16) != 0 {
+			n, err := folioPages(pfn, k[0])
+			if err != nil {
+				return 0, false
+			}
+			if n*pageSize > faultAround {
 				large += pageSize
 			}
 		}
