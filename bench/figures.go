@@ -639,10 +639,19 @@ func (b *bench) checkCompleted(ctx context.Context, ids []string) error {
 // --- serve: idle RSS, cached /health, thumbnails ---
 
 func (b *bench) serveFigures(ctx context.Context) error {
+	if err := b.buildServeFigures(ctx); err != nil {
+		return err
+	}
+	// Last: copying the binary reads the build's file, and with it its page cache.
 	if err := b.installedIdleRSS(ctx); err != nil {
 		b.logf("idle RSS of a fresh install failed: %v", err)
 		b.rep.fail("idle RSS of a fresh install", err)
 	}
+	return nil
+}
+
+// buildServeFigures runs the serve figures on the build's binary.
+func (b *bench) buildServeFigures(ctx context.Context) error {
 	b.logf("serve: shoestring serve (web + worker child)")
 	p, url, err := b.startHTTP(ctx, "serve")
 	if err != nil {
@@ -681,8 +690,8 @@ func (b *bench) idleRSS(ctx context.Context, p *proc, _ string) error {
 // layer (io.Copy's buffer). By the time the serve figures run, the page cache of the
 // file the earlier figures ran may hold folios larger than 64 KiB, which Linux 6.18
 // maps whole on a fault (README, Performance): on 2026-12-04 that file's idle RSS
-// measured 34.4-41.5 MiB (36.7 with 6.8 MiB in such folios), and a fresh copy's
-// 33.1-34.3, with none.
+// measured 39.0-41.5 MiB in four runs, and a fresh copy's 33.1-34.3, with none in
+// such folios.
 func (b *bench) installedIdleRSS(ctx context.Context) error {
 	bin := filepath.Join(b.dir, "installed", "shoestring")
 	if err := install(b.bin, bin); err != nil {
