@@ -50,8 +50,8 @@ func ExampleStorageCheck() {
 	// Healthy
 }
 
-// QueueCheck grades the age of the oldest waiting task: here Degraded past 1 minute,
-// Unhealthy past 5.
+// QueueCheck grades the age of the oldest waiting task: here Degraded from 1 minute,
+// Unhealthy from 5.
 func ExampleQueueCheck() {
 	backlog := func(ctx context.Context) (health.Backlog, error) {
 		return health.Backlog{Pending: 120, Oldest: 90 * time.Second}, nil

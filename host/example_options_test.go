@@ -102,8 +102,8 @@ func ExampleProcessIn() {
 	// scheduled
 }
 
-// UniqueFor refuses the same task (kind, queue and payload) while the first is
-// waiting or running, for up to the given time.
+// UniqueFor refuses the same task (kind, queue and payload) for the given time, or
+// until the first completes.
 func ExampleUniqueFor() {
 	a, stop := runApp(func(h *host.Host) { host.Register(h, resize) })
 	defer stop()

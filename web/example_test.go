@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/shoestring-go/shoestring/host"
+	"github.com/shoestring-go/shoestring/host/hosttest"
 	"github.com/shoestring-go/shoestring/storage"
 	"github.com/shoestring-go/shoestring/web"
 )
@@ -20,8 +22,8 @@ func respond(handler http.HandlerFunc, method, body string) string {
 	return fmt.Sprintf("%d %s", rec.Code, strings.TrimSpace(rec.Body.String()))
 }
 
-// DecodeJSON reads a request body strictly, and its errors are client errors naming
-// the field: a route passes them to WriteError.
+// DecodeJSON reads a request body strictly; its errors are client errors (400, naming
+// the field when a value has the wrong type), which a route passes to WriteError.
 func ExampleDecodeJSON() {
 	postComment := func(w http.ResponseWriter, r *http.Request) {
 		var c struct {
@@ -102,11 +104,42 @@ func ExampleWriteAccepted() {
 // AddRequestLogAttrs puts what a handler did on the request's own "http request" log
 // line, instead of a line of its own. Outside a request it adds nothing.
 func ExampleAddRequestLogAttrs() {
-	_ = func(w http.ResponseWriter, r *http.Request) { // an app route, behind the host's request log
-		web.AddRequestLogAttrs(r.Context(), "comment_id", "c42", "spam_score", 0.1)
-		w.WriteHeader(http.StatusCreated)
+	redis, err := storage.StartEmbedded()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer redis.Stop()
+	app := func(h *host.Host) {
+		h.Router().HandleFunc("/comments", func(w http.ResponseWriter, r *http.Request) {
+			web.AddRequestLogAttrs(r.Context(), "comment_id", "c42")
+			w.WriteHeader(http.StatusCreated)
+		}).Methods(http.MethodPost)
+	}
+	a, err := hosttest.Run(app, map[string]string{"REDIS_URL": redis.URL()}, hosttest.Options{WebOnly: true})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer a.Stop()
+
+	resp, err := http.Post(a.URL+"/comments", "text/plain", strings.NewReader("first!"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp.Body.Close()
+	for line := range strings.Lines(a.Output()) {
+		var l struct {
+			Msg, Path string
+			CommentID string `json:"comment_id"`
+		}
+		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "http request" && l.Path == "/comments" {
+			fmt.Println(l.Msg, l.Path, l.CommentID)
+		}
 	}
 	fmt.Println(web.AddRequestLogAttrs(context.Background(), "comment_id", "c42"))
 	// Output:
+	// http request /comments c42
 	// false
 }

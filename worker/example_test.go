@@ -60,8 +60,18 @@ func ExampleCheckpoint() {
 		fmt.Println(err)
 		return
 	}
-	id, _ := first.Web.Enqueue(context.Background(), Book{Pages: 5})
-	<-stopped
+	defer first.Stop() // a second Stop does nothing
+	id, err := first.Web.Enqueue(context.Background(), Book{Pages: 5})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		fmt.Println("the first run did not reach page 2")
+		return
+	}
 	first.Stop()
 
 	second, err := hosttest.Run(app, env)

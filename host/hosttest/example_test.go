@@ -125,7 +125,7 @@ func ExampleApp_Stop() {
 	defer stop()
 	a.Stop()
 	_, err := a.Web.Enqueue(context.Background(), Greet{Name: "Ada"})
-	fmt.Println(err != nil)
+	fmt.Println(errors.Is(err, host.ErrUnavailable)) // its Redis client is closed
 	// Output:
 	// true
 }

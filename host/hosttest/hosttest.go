@@ -69,7 +69,8 @@ func Start(tb testing.TB, build func(h *host.Host), env map[string]string, opts 
 // main does), runs one as "web" and one as "worker" with env (REDIS_URL is required;
 // PORT=0, LOG_FORMAT=json, LOG_FLUSH_INTERVAL=0 (a test reads a line as soon as it is
 // logged), BLOB_URL=mem:// and SHUTDOWN_TIMEOUT=3s unless given), and
-// returns once the web tier answers /health/ready with 200, within 15 s. Stop it with
+// returns once the web tier answers /health/ready with 200 and the worker has opened
+// its dependencies (its Config, Redis and Bucket answer), within 15 s. Stop it with
 // Stop. Errors: an early exit of either Host (with its logs), or the 15 s deadline.
 func Run(build func(h *host.Host), env map[string]string, opts ...Options) (*App, error) {
 	var o Options
@@ -120,7 +121,9 @@ func Run(build func(h *host.Host), env map[string]string, opts ...Options) (*App
 		resp, err := http.Get(a.URL + "/health/ready")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			// The worker's accessors (Config, Redis, Bucket) answer once it has opened
+			// its dependencies, which it does apart from the web tier.
+			if resp.StatusCode == http.StatusOK && (a.Worker == nil || a.Worker.Redis() != nil) {
 				return a, nil
 			}
 		}
@@ -143,26 +146,35 @@ func (a *App) Stop() {
 }
 
 // Wait polls job id through the web tier every 20 ms until the job has finished
-// (completed or failed) and returns its record. Errors: ctx's, with the last record
-// read, when ctx ends first; what Host.Job returned (storage.ErrNotFound for no such
-// job) at once. Safe for concurrent use.
+// (completed or failed) and returns its record. storage.ErrNotFound (no such job) is
+// returned at once; other errors of Host.Job (Redis away) are retried. When ctx ends
+// first, Wait returns the last record read and ctx's error, with the last error of
+// Host.Job if the last poll failed. Safe for concurrent use.
 func (a *App) Wait(ctx context.Context, id string) (storage.Job, error) {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	var last storage.Job
+	var (
+		last    storage.Job
+		lastErr error
+	)
 	for {
 		job, err := a.Web.Job(ctx, id)
 		switch {
 		case err == nil:
-			last = job
+			last, lastErr = job, nil
 			if job.State == storage.StateCompleted || job.State == storage.StateFailed {
 				return job, nil
 			}
-		case ctx.Err() == nil:
+		case errors.Is(err, storage.ErrNotFound):
 			return last, err
+		case ctx.Err() == nil:
+			lastErr = err
 		}
 		select {
 		case <-ctx.Done():
+			if lastErr != nil {
+				return last, fmt.Errorf("%w (last poll: %w)", ctx.Err(), lastErr)
+			}
 			return last, ctx.Err()
 		case <-tick.C:
 		}
