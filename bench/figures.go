@@ -644,8 +644,8 @@ func (b *bench) serveFigures(ctx context.Context) error {
 	}
 	// Last: copying the binary reads the build's file, and with it its page cache.
 	if err := b.installedIdleRSS(ctx); err != nil {
-		b.logf("idle RSS of a fresh install failed: %v", err)
-		b.rep.fail("idle RSS of a fresh install", err)
+		b.logf("idle RSS of a fresh copy failed: %v", err)
+		b.rep.fail("idle RSS of a fresh copy", err)
 	}
 	return nil
 }
@@ -703,7 +703,7 @@ func (b *bench) installedIdleRSS(ctx context.Context) error {
 		return err
 	}
 	defer b.stop(p)
-	return b.idle(ctx, p, fmt.Sprintf("idle RSS (%v after ready), a fresh install", b.opts.idleWait))
+	return b.idle(ctx, p, fmt.Sprintf("idle RSS (%v after ready), a fresh copy of the binary (%s, written in 32 KiB writes)", b.opts.idleWait, fsType(bin)))
 }
 
 // idle lets p idle for idleWait and adds its RSS figures as what.

@@ -118,8 +118,8 @@ func largeFolioBytes(pid int) (int64, bool) {
 		return 0, false
 	}
 	defer kpf.Close()
+	pageSize := uint64(os.Getpagesize())
 	const (
-		pageSize    = 4096
 		faultAround = 64 << 10
 		head, tail  = 1 << 15, 1 << 16
 		maxPages    = 512 // a 2 MiB folio, the largest the page cache makes here
@@ -137,11 +137,17 @@ func largeFolioBytes(pid int) (int64, bool) {
 	}
 	// folioPages returns the number of pages of the folio holding pfn, whose flags
 	// are k: 1 for a page of its own; for a compound page, found by walking back to
-	// its head and forward over its tails. Sizes are cached by head frame.
+	// its head and forward over its tails. Sizes are cached by head frame, and the
+	// last folio found answers for its other pages (mapped pages of a folio are
+	// mostly consecutive) without a read.
 	sizes := map[uint64]int{}
+	var lastHead, lastPages uint64
 	folioPages := func(pfn, k uint64) (int, error) {
 		if k&(head|tail) == 0 {
 			return 1, nil
+		}
+		if lastPages > 0 && pfn >= lastHead && pfn < lastHead+lastPages {
+			return int(lastPages), nil
 		}
 		h := pfn
 		if k&tail != 0 {
@@ -160,6 +166,7 @@ func largeFolioBytes(pid int) (int64, bool) {
 			h = lo + uint64(i)
 		}
 		if n, ok := sizes[h]; ok {
+			lastHead, lastPages = h, uint64(n)
 			return n, nil
 		}
 		next, err := flagsOf(h+1, maxPages)
@@ -171,6 +178,7 @@ func largeFolioBytes(pid int) (int64, bool) {
 			n++
 		}
 		sizes[h] = n
+		lastHead, lastPages = h, uint64(n)
 		return n, nil
 	}
 	var large int64
@@ -208,8 +216,8 @@ func largeFolioBytes(pid int) (int64, bool) {
 			if err != nil {
 				return 0, false
 			}
-			if n*pageSize > faultAround {
-				large += pageSize
+			if uint64(n)*pageSize > faultAround {
+				large += int64(pageSize)
 			}
 		}
 	}
@@ -299,4 +307,26 @@ func cpuTime(pid int) (time.Duration, error) {
 		ticks += n
 	}
 	return time.Duration(ticks) * 10 * time.Millisecond, nil
+}
+
+// fsType names the file system that holds path, from statfs(2)'s magic number, or
+// gives the number.
+func fsType(path string) string {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(path, &st); err != nil {
+		return "file system unknown"
+	}
+	switch uint32(st.Type) {
+	case 0xEF53:
+		return "ext2/3/4"
+	case 0x58465342:
+		return "xfs"
+	case 0x9123683E:
+		return "btrfs"
+	case 0x01021994:
+		return "tmpfs"
+	case 0x794C7630:
+		return "overlayfs"
+	}
+	return fmt.Sprintf("file system %#x", uint32(st.Type))
 }

@@ -43,3 +43,6 @@ func loadAvg() string { return "unknown" }
 func cpuTime(pid int) (time.Duration, error) {
 	return 0, fmt.Errorf("CPU time of pid %d: %w on %s", pid, errors.ErrUnsupported, runtime.GOOS)
 }
+
+// fsType is not known here.
+func fsType(string) string { return "file system unknown" }
