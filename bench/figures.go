@@ -733,26 +733,13 @@ func install(src, dst string) error {
 	if err != nil {
 		return fmt.Errorf("install the binary: %w", err)
 	}
-	// Plain reads and writes: *os.File's ReadFrom would copy in the kernel
-	// (copy_file_range), in whatever chunks it likes.
-	buf := make([]byte, 32<<10)
-	for {
-		n, rerr := in.Read(buf)
-		if n > 0 {
-			if _, err := out.Write(buf[:n]); err != nil {
-				out.Close()
-				return fmt.Errorf("install the binary: %w", err)
-			}
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			out.Close()
-			return fmt.Errorf("install the binary: %w", rerr)
-		}
+	// The wrappers hide *os.File's ReadFrom and WriteTo, which would copy in the
+	// kernel (copy_file_range), in whatever chunks it likes.
+	_, err = io.CopyBuffer(struct{ io.Writer }{out}, struct{ io.Reader }{in}, make([]byte, 32<<10))
+	if cerr := out.Close(); err == nil {
+		err = cerr
 	}
-	if err := out.Close(); err != nil {
+	if err != nil {
 		return fmt.Errorf("install the binary: %w", err)
 	}
 	return nil

@@ -135,52 +135,43 @@ func largeFolioBytes(pid int) (int64, bool) {
 		}
 		return out, nil
 	}
-	// folioPages returns the number of pages of the folio holding pfn, whose flags
-	// are k: 1 for a page of its own; for a compound page, found by walking back to
-	// its head and forward over its tails. Sizes are cached by head frame, and the
-	// last folio found answers for its other pages (mapped pages of a folio are
-	// mostly consecutive) without a read.
-	sizes := map[uint64]int{}
-	var lastHead, lastPages uint64
-	folioPages := func(pfn, k uint64) (int, error) {
-		if k&(head|tail) == 0 {
-			return 1, nil
-		}
-		if lastPages > 0 && pfn >= lastHead && pfn < lastHead+lastPages {
-			return int(lastPages), nil
+	// folio returns the first frame and the number of pages of the folio holding pfn:
+	// pfn and 1 for a page of its own; for a compound page, found by walking back to
+	// its head and forward over its tails.
+	folio := func(pfn uint64) (first, pages uint64, err error) {
+		k, err := flagsOf(pfn, 1)
+		if err != nil || k[0]&(head|tail) == 0 {
+			return pfn, 1, err
 		}
 		h := pfn
-		if k&tail != 0 {
+		if k[0]&tail != 0 {
 			lo := pfn - min(pfn, maxPages)
 			back, err := flagsOf(lo, int(pfn-lo))
 			if err != nil {
-				return 0, err
+				return 0, 0, err
 			}
 			i := len(back) - 1
 			for i >= 0 && back[i]&head == 0 {
 				i--
 			}
 			if i < 0 {
-				return 1, nil // no head within 2 MiB: count the page as small
+				return pfn, 1, nil // no head within 2 MiB: count the page as small
 			}
 			h = lo + uint64(i)
 		}
-		if n, ok := sizes[h]; ok {
-			lastHead, lastPages = h, uint64(n)
-			return n, nil
-		}
 		next, err := flagsOf(h+1, maxPages)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
-		n := 1
-		for n-1 < len(next) && next[n-1]&tail != 0 {
+		n := uint64(1)
+		for n-1 < uint64(len(next)) && next[n-1]&tail != 0 {
 			n++
 		}
-		sizes[h] = n
-		lastHead, lastPages = h, uint64(n)
-		return n, nil
+		return h, n, nil
 	}
+	// The folio last found answers for its other pages without a read: a folio's
+	// mapped pages mostly come one after another.
+	var first, pages uint64
 	var large int64
 	sawPFN := false
 	for line := range strings.Lines(string(maps)) {
@@ -208,15 +199,12 @@ func largeFolioBytes(pid int) (int64, bool) {
 				continue // hidden without CAP_SYS_ADMIN
 			}
 			sawPFN = true
-			k, err := flagsOf(pfn, 1)
-			if err != nil {
-				return 0, false
+			if pfn < first || pfn >= first+pages {
+				if first, pages, err = folio(pfn); err != nil {
+					return 0, false
+				}
 			}
-			n, err := folioPages(pfn, k[0])
-			if err != nil {
-				return 0, false
-			}
-			if uint64(n)*pageSize > faultAround {
+			if pages*pageSize > faultAround {
 				large += int64(pageSize)
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"strings"
@@ -239,9 +240,7 @@ func runAppEnv(app func(*host.Host), env map[string]string) (a *hosttest.App, st
 		panic(err)
 	}
 	vars := map[string]string{"REDIS_URL": emb.URL(), "API_TOKEN": exampleToken}
-	for k, v := range env {
-		vars[k] = v
-	}
+	maps.Copy(vars, env)
 	a, err = hosttest.Run(app, vars)
 	if err != nil {
 		panic(err)

@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/shoestring-go/shoestring/storage"
@@ -72,8 +71,7 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 		case errors.Is(err, io.EOF):
 			return &Error{Status: http.StatusBadRequest, Msg: "request body is empty; expected JSON"}
 		default:
-			// encoding/json's message without its package prefix ("json: unknown field").
-			return &Error{Status: http.StatusBadRequest, Msg: "malformed JSON: " + strings.TrimPrefix(err.Error(), "json: ")}
+			return &Error{Status: http.StatusBadRequest, Msg: "malformed JSON: " + task.JSONErrorText(err)}
 		}
 	}
 	if dec.More() {

@@ -95,7 +95,7 @@ func StrictDecode(payload []byte, v any) error {
 		if errors.As(err, &te) && te.Field != "" {
 			return &InvalidError{Field: "payload." + te.Field, Msg: "must be " + JSONType(te.Type)}
 		}
-		return &InvalidError{Field: "payload", Msg: cleanJSONError(err)}
+		return &InvalidError{Field: "payload", Msg: JSONErrorText(err)}
 	}
 	if dec.More() {
 		return &InvalidError{Field: "payload", Msg: "trailing data after the object"}
@@ -126,16 +126,14 @@ func JSONType(t reflect.Type) string {
 	}
 }
 
-// cleanJSONError keeps encoding/json's message but not the Go type names it names
-// ("json: cannot unmarshal array into Go value of type demo.Echo").
-func cleanJSONError(err error) string {
+// JSONErrorText is a decoding error of encoding/json as a client may read it: its
+// message without the package prefix ("unknown field \"dpi\"" for "json: unknown
+// field \"dpi\""), and "must be a JSON object" for a type mismatch, whose message
+// names Go types ("json: cannot unmarshal array into Go value of type demo.Echo").
+func JSONErrorText(err error) string {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
 		return "must be a JSON object"
 	}
-	msg := err.Error()
-	if rest, ok := bytes.CutPrefix([]byte(msg), []byte("json: ")); ok {
-		msg = string(rest)
-	}
-	return msg
+	return strings.TrimPrefix(err.Error(), "json: ")
 }
