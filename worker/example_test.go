@@ -93,3 +93,86 @@ func ExampleCheckpoint() {
 	// attempt 2 starts at page 2
 	// completed 5 5 {"pages":5}
 }
+
+// Photo names an uploaded picture to resize.
+type Photo struct {
+	Blob string `json:"blob"`
+}
+
+func (Photo) Kind() string { return "photo:resize" }
+
+// startApp runs app on a Redis of its own, returning the app and a function that
+// stops both.
+func startApp(app func(*host.Host)) (*hosttest.App, func(), error) {
+	emb, err := storage.StartEmbedded()
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := hosttest.Run(app, map[string]string{"REDIS_URL": emb.URL()})
+	if err != nil {
+		emb.Stop()
+		return nil, nil, err
+	}
+	return a, func() { a.Stop(); emb.Stop() }, nil
+}
+
+// A handler gets the job's id, kind, queue and payload, and which run this is: Attempt
+// counts every run, Retried the runs an error ended, of at most MaxRetry.
+func ExampleTask() {
+	ran := make(chan string, 1)
+	resize := func(ctx context.Context, t *worker.Task, p Photo) (any, error) {
+		ran <- fmt.Sprintf("%s on %s: %s, attempt %d, retried %d of %d", t.Type, t.Queue, t.Payload,
+			t.Attempt, t.Retried, t.MaxRetry)
+		return nil, nil
+	}
+	a, stop, err := startApp(func(h *host.Host) { host.Register(h, resize, host.MaxRetry(3)) })
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer stop()
+	if _, err := a.Web.Enqueue(context.Background(), Photo{Blob: "uploads/cat.jpg"}); err != nil {
+		fmt.Println(err)
+		return
+	}
+	select {
+	case line := <-ran:
+		fmt.Println(line)
+	case <-time.After(10 * time.Second):
+		fmt.Println("the task did not run")
+	}
+	// Output:
+	// photo:resize on default: {"blob":"uploads/cat.jpg"}, attempt 1, retried 0 of 3
+}
+
+// Input that no retry can fix fails the job at once, with retries left: wrap
+// worker.SkipRetry in the handler's error. Any other error is retried, with backoff.
+func ExampleSkipRetry() {
+	resize := func(ctx context.Context, t *worker.Task, p Photo) (any, error) {
+		// Decoding the picture found it is not one: running again will not change that.
+		return nil, fmt.Errorf("%s is not a JPEG or PNG: %w", p.Blob, worker.SkipRetry)
+	}
+	a, stop, err := startApp(func(h *host.Host) { host.Register(h, resize) })
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer stop()
+	id, err := a.Web.Enqueue(context.Background(), Photo{Blob: "uploads/notes.txt"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	job, err := a.Wait(ctx, id)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(job.State, job.Attempts)
+	fmt.Println(job.Error)
+	// Output:
+	// failed 1
+	// uploads/notes.txt is not a JPEG or PNG: skip retry for the task
+}
