@@ -476,7 +476,29 @@ func (b *bench) scalingFigure(ctx context.Context) error {
 	b.rep.add(row{figure: fmt.Sprintf("drain cost per job, dearest / cheapest of %d sizes drained in turns (%s to %s jobs)",
 		len(turns), count(slices.Min(b.opts.scaleN)), count(n)), unit: "ratio", ss: float64(hi) / float64(lo),
 		note: "1.00 is flat"})
+	// The same for the CPU time the worker and redis-server used per job: the work
+	// itself, which other tenants' load moves less than the time it takes.
+	cpus := make([]time.Duration, len(runs))
+	for i, ds := range runs {
+		cpus[i] = medianCPUPerJob(ds)
+	}
+	if lo, hi := slices.Min(cpus), slices.Max(cpus); lo > 0 {
+		b.rep.add(row{figure: fmt.Sprintf("drain CPU per job (worker + redis-server, median of each size's runs), dearest / cheapest of the %d sizes", len(turns)),
+			unit: "ratio", ss: float64(hi) / float64(lo), note: "1.00 is flat"})
+	}
 	return nil
+}
+
+// medianCPUPerJob is the median among ds of the CPU time the worker and redis-server
+// used per job (the lower middle one of an even count); zero where /proc is missing.
+func medianCPUPerJob(ds []drain) time.Duration {
+	c := make([]time.Duration, len(ds))
+	for i, d := range ds {
+		w, r := d.cpuPerJob()
+		c[i] = w + r
+	}
+	slices.Sort(c)
+	return c[(len(c)-1)/2]
 }
 
 // drainShoestring prefills n echo jobs as shoestring records them, starts `shoestring

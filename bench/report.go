@@ -113,11 +113,16 @@ func (r *report) printScaling(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "## drain scaling: `shoestring worker`, WORKER_CONCURRENCY=10, echo jobs, each the median of its runs")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| jobs | prefill (s) | worker start → first task (ms) | drain (s) | µs per job | jobs/s |")
-	fmt.Fprintln(w, "|--:|--:|--:|--:|--:|--:|")
+	fmt.Fprintln(w, "| jobs | prefill (s) | worker start → first task (ms) | drain (s) | µs per job | jobs/s | CPU µs per job, worker / redis-server |")
+	fmt.Fprintln(w, "|--:|--:|--:|--:|--:|--:|--:|")
 	line := func(label string, d drain) {
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", label, num(d.prefill.Seconds()), num(ms(d.startup)),
-			num(d.run.Seconds()), num(us(d.perJob())), num(float64(d.n)/d.run.Seconds()))
+		cpu := "—"
+		if d.workerCPU > 0 {
+			wk, rd := d.cpuPerJob()
+			cpu = num(us(wk)) + " / " + num(us(rd))
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n", label, num(d.prefill.Seconds()), num(ms(d.startup)),
+			num(d.run.Seconds()), num(us(d.perJob())), num(float64(d.n)/d.run.Seconds()), cpu)
 	}
 	for _, d := range sortedDrains(r.scaling) {
 		line(count(d.n), d)
