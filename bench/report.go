@@ -113,7 +113,7 @@ func (r *report) printScaling(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "## drain scaling: `shoestring worker`, WORKER_CONCURRENCY=10, echo jobs, each the median of its runs")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| jobs | prefill (s) | worker start → first task (ms) | drain (s) | µs per job | jobs/s | CPU µs per job, worker / redis-server |")
+	fmt.Fprintln(w, "| jobs | prefill (s) | worker start → first task (ms) | drain (s) | µs per job | jobs/s | CPU µs per job of that drain, worker / redis-server |")
 	fmt.Fprintln(w, "|--:|--:|--:|--:|--:|--:|--:|")
 	line := func(label string, d drain) {
 		cpu := "—"

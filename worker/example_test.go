@@ -121,8 +121,12 @@ func startApp(app func(*host.Host)) (*hosttest.App, func(), error) {
 func ExampleTask() {
 	ran := make(chan string, 1)
 	resize := func(ctx context.Context, t *worker.Task, p Photo) (any, error) {
-		ran <- fmt.Sprintf("%s on %s: %s, attempt %d, retried %d of %d", t.Type, t.Queue, t.Payload,
-			t.Attempt, t.Retried, t.MaxRetry)
+		// t.Type is the kind; t.Queue is "default", the queue a kind goes to unless told.
+		select {
+		case ran <- fmt.Sprintf("%s on %s: %s, attempt %d, retried %d of %d", t.Type, t.Queue, t.Payload,
+			t.Attempt, t.Retried, t.MaxRetry):
+		default: // a second delivery (the task is at-least-once) prints nothing
+		}
 		return nil, nil
 	}
 	a, stop, err := startApp(func(h *host.Host) { host.Register(h, resize, host.MaxRetry(3)) })
@@ -145,11 +149,12 @@ func ExampleTask() {
 	// photo:resize on default: {"blob":"uploads/cat.jpg"}, attempt 1, retried 0 of 3
 }
 
-// Input that no retry can fix fails the job at once, with retries left: wrap
-// worker.SkipRetry in the handler's error. Any other error is retried, with backoff.
-func ExampleSkipRetry() {
+// Input that no retry can fix fails the job at once, whatever retries it has left:
+// wrap worker.SkipRetry in the handler's error. Any other error is retried with
+// asynq's backoff while MaxRetry lasts (25 unless the kind or the enqueue says).
+func ExampleTask_skipRetry() {
 	resize := func(ctx context.Context, t *worker.Task, p Photo) (any, error) {
-		// Decoding the picture found it is not one: running again will not change that.
+		// Say decoding found it is not a picture: running again will not change that.
 		return nil, fmt.Errorf("%s is not a JPEG or PNG: %w", p.Blob, worker.SkipRetry)
 	}
 	a, stop, err := startApp(func(h *host.Host) { host.Register(h, resize) })
