@@ -434,9 +434,14 @@ func (b *bench) drainFigure(ctx context.Context) error {
 // slow spell during one of its three runs made it the dearest size, 1.22x the
 // cheapest, in one run of five on 2026-12-04; with three 1k drains a turn, the 1k size
 // was the dearest, at 1.41x and 1.27x, in two runs that day, on two VMs.)
+//
+// Baseline (b) drains the smallest size too, each run just after shoestring's: whether
+// a short drain costs more per job for asynq alone tells a start-up cost of shoestring's
+// from asynq's and Redis's.
 func (b *bench) scalingFigure(ctx context.Context) error {
-	largest := slices.Max(b.opts.scaleN)
+	largest, smallest := slices.Max(b.opts.scaleN), slices.Min(b.opts.scaleN)
 	runs := make([][]drain, len(b.opts.scaleN))
+	var bareSmall []drain
 	for range b.opts.drainRuns {
 		for i, n := range b.opts.scaleN {
 			reps := 1
@@ -452,6 +457,13 @@ func (b *bench) scalingFigure(ctx context.Context) error {
 					return fmt.Errorf("%s jobs: %w", count(n), err)
 				}
 				runs[i] = append(runs[i], d)
+				if n == smallest && n != largest {
+					bd, err := b.drainBare(ctx, n)
+					if err != nil {
+						return fmt.Errorf("baseline (b), %s jobs: %w", count(n), err)
+					}
+					bareSmall = append(bareSmall, bd)
+				}
 			}
 		}
 	}
@@ -466,6 +478,15 @@ func (b *bench) scalingFigure(ctx context.Context) error {
 		return fmt.Errorf("baseline (b), %s jobs: %w", count(n), err)
 	}
 	b.rep.bareScaling = append(b.rep.bareScaling, d)
+	if len(bareSmall) > 0 {
+		bs := median(bareSmall)
+		b.rep.bareScaling = append(b.rep.bareScaling, bs)
+		ss := turns[slices.Index(b.opts.scaleN, smallest)]
+		big := turns[slices.Index(b.opts.scaleN, largest)]
+		b.rep.add(row{figure: fmt.Sprintf("drain cost per job at %s over %s jobs (the largest: one (b) drain, against shoestring's median)", count(smallest), count(largest)),
+			unit: "ratio", ss: float64(ss.perJob()) / float64(big.perJob()), base: float64(bs.perJob()) / float64(d.perJob()),
+			baseline: "b"})
+	}
 	// Is the cost per job flat? The dearest size over the cheapest, of the sizes drained
 	// in turns (the drain figure's own size, drained earlier, is left out: a slow spell
 	// then would count as growth).
