@@ -495,7 +495,7 @@ func (b *bench) scalingFigure(ctx context.Context) error {
 		lo, hi = min(lo, d.perJob()), max(hi, d.perJob())
 	}
 	b.rep.add(row{figure: fmt.Sprintf("drain cost per job, dearest / cheapest of %d sizes drained in turns (%s to %s jobs)",
-		len(turns), count(slices.Min(b.opts.scaleN)), count(n)), unit: "ratio", ss: float64(hi) / float64(lo),
+		len(turns), count(smallest), count(n)), unit: "ratio", ss: float64(hi) / float64(lo),
 		note: "1.00 is flat"})
 	// The same for the CPU time the worker and redis-server used per job: the work
 	// itself, apart from the time it took. /proc counts CPU time in 10 ms ticks: 10 µs
