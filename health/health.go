@@ -115,7 +115,7 @@ func (c Check) HasTag(tag string) bool { return slices.Contains(c.Tags, tag) }
 
 // Options configure a Registry.
 type Options struct {
-	// Timeout bounds each check that sets none of its own.
+	// Timeout bounds each check that sets none of its own; 0 means DefaultTimeout.
 	Timeout time.Duration
 	// Cache is how long a check's result is reused; 0 runs the check on every request
 	// (concurrent requests still share one run).
@@ -163,8 +163,16 @@ type entry struct {
 	reported Status // the status last reported, for change detection
 }
 
-// NewRegistry returns an empty registry.
+// DefaultTimeout bounds a check when neither it nor its Registry's Options set a
+// timeout: HEALTH_TIMEOUT's default.
+const DefaultTimeout = 2 * time.Second
+
+// NewRegistry returns an empty registry. The zero Options work: checks get
+// DefaultTimeout, and results are not cached.
 func NewRegistry(opts Options) *Registry {
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
 	if opts.HistorySize <= 0 {
 		opts.HistorySize = 50
 	}

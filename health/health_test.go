@@ -95,6 +95,26 @@ func TestTimeoutIsUnhealthy(t *testing.T) {
 	}
 }
 
+// TestZeroOptions: a Registry from the zero Options runs its checks with
+// DefaultTimeout, as the zero configuration should; it once timed every check out at
+// once ("timed out after 0s").
+func TestZeroOptions(t *testing.T) {
+	t.Parallel()
+	reg := NewRegistry(Options{})
+	reg.Register(Check{Name: "feeds", Checker: fixed(Degraded, "stale")})
+	reg.Register(Check{Name: "own", Checker: fixed(Healthy, ""), Timeout: time.Second})
+	rep := reg.Run(context.Background(), nil)
+	if r := rep.Checks["feeds"]; r.Status != Degraded || r.Description != "stale" {
+		t.Errorf("feeds: %s %q, want Degraded \"stale\"", r.Status, r.Description)
+	}
+	if r := rep.Checks["own"]; r.Status != Healthy {
+		t.Errorf("own: %s %q, want Healthy", r.Status, r.Description)
+	}
+	if rep.Status != Degraded {
+		t.Errorf("report: %s, want Degraded", rep.Status)
+	}
+}
+
 // TestDetailsPolicy: without the key the body is the status and nothing else.
 func TestDetailsPolicy(t *testing.T) {
 	t.Parallel()
