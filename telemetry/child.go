@@ -19,9 +19,10 @@ import (
 )
 
 // Combined mode runs tasks in a child process, so the task metrics live in the child's
-// registry, not the parent's that /metrics serves. The child serves its registry on a
-// unix socket in a private temporary directory the parent names (EnvSocket), and the
-// parent's /metrics gathers its own registry and, through ChildGatherer, the child's.
+// registry, not the parent's that /metrics serves. The child serves its registry
+// (Handler, at GET /metrics) on a unix socket in a private temporary directory the
+// parent names (package host passes it in SHOESTRING_METRICS_SOCKET), and the parent's
+// /metrics gathers its own registry and, through ChildGatherer, the child's.
 // Why a socket pulled at scrape time rather than the child pushing, or counters in
 // Redis: no port to choose or expose, access limited by the directory's permissions
 // (0700) so no token is needed, nothing written to Redis per task, one source of truth
@@ -30,13 +31,13 @@ import (
 // ChildTimeout bounds one scrape of the child's socket.
 const ChildTimeout = 2 * time.Second
 
-// ChildGatherer returns a Gatherer that scrapes the registry a child serves on the unix
-// socket at path (see ServeSocket) and keeps only the shoestring_* families: go_* and
-// process_* at the parent's /metrics are the parent's own. When the child cannot be
-// reached (dead, restarting, not yet listening) or answers garbage, it gathers nothing
-// and logs at debug level, so the parent's scrape still succeeds without the child's
-// part. Counters restart from zero with each new child, as Prometheus expects of a
-// restarted process.
+// ChildGatherer returns a Gatherer that scrapes the registry a child serves (Handler,
+// at GET /metrics over HTTP) on the unix socket at path, and keeps only the
+// shoestring_* families: go_* and process_* at the parent's /metrics are the parent's
+// own. When the child cannot be reached (dead, restarting, not yet listening) or
+// answers garbage, it gathers nothing and logs at debug level, so the parent's scrape
+// still succeeds without the child's part. Counters restart from zero with each new
+// child, as Prometheus expects of a restarted process.
 func ChildGatherer(path string, logger *slog.Logger) prometheus.Gatherer {
 	client := &http.Client{
 		Timeout: ChildTimeout,
