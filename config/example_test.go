@@ -83,9 +83,9 @@ func ExampleParseSizes() {
 // only those that are set.
 func ExampleEnv() {
 	env := config.Env(mapEnv(map[string]string{
-		"PORT":     "9000",
-		"QUEUES":   "default=1",
-		"UNRELATE": "not a setting",
+		"PORT":      "9000",
+		"QUEUES":    "default=1",
+		"UNRELATED": "not a setting",
 	}))
 	fmt.Println(env)
 	// Output:

@@ -115,7 +115,8 @@ func (c Check) HasTag(tag string) bool { return slices.Contains(c.Tags, tag) }
 
 // Options configure a Registry.
 type Options struct {
-	// Timeout bounds each check that sets none of its own; 0 means DefaultTimeout.
+	// Timeout bounds each check that sets none of its own; 0 (or less) means
+	// DefaultTimeout.
 	Timeout time.Duration
 	// Cache is how long a check's result is reused; 0 runs the check on every request
 	// (concurrent requests still share one run).

@@ -97,18 +97,27 @@ func TestTimeoutIsUnhealthy(t *testing.T) {
 
 // TestZeroOptions: a Registry from the zero Options runs its checks with
 // DefaultTimeout, as the zero configuration should; it once timed every check out at
-// once ("timed out after 0s").
+// once ("timed out after 0s"). A check with a timeout of its own keeps it.
 func TestZeroOptions(t *testing.T) {
 	t.Parallel()
+	// left reports the time its context leaves it, in Data.
+	left := CheckFunc(func(ctx context.Context) Result {
+		dl, ok := ctx.Deadline()
+		if !ok {
+			return Result{Status: Unhealthy, Description: "no deadline"}
+		}
+		return Result{Status: Degraded, Description: "stale", Data: map[string]any{"left": time.Until(dl)}}
+	})
 	reg := NewRegistry(Options{})
-	reg.Register(Check{Name: "feeds", Checker: fixed(Degraded, "stale")})
-	reg.Register(Check{Name: "own", Checker: fixed(Healthy, ""), Timeout: time.Second})
+	reg.Register(Check{Name: "feeds", Checker: left})
+	reg.Register(Check{Name: "own", Checker: left, Timeout: 500 * time.Millisecond})
 	rep := reg.Run(context.Background(), nil)
-	if r := rep.Checks["feeds"]; r.Status != Degraded || r.Description != "stale" {
-		t.Errorf("feeds: %s %q, want Degraded \"stale\"", r.Status, r.Description)
-	}
-	if r := rep.Checks["own"]; r.Status != Healthy {
-		t.Errorf("own: %s %q, want Healthy", r.Status, r.Description)
+	for name, want := range map[string]time.Duration{"feeds": DefaultTimeout, "own": 500 * time.Millisecond} {
+		r := rep.Checks[name]
+		got, _ := r.Data["left"].(time.Duration)
+		if r.Status != Degraded || r.Description != "stale" || got > want || got < want-250*time.Millisecond {
+			t.Errorf("%s: %s %q with %v left, want Degraded \"stale\" with about %v", name, r.Status, r.Description, got, want)
+		}
 	}
 	if rep.Status != Degraded {
 		t.Errorf("report: %s, want Degraded", rep.Status)

@@ -119,6 +119,10 @@ func ExampleJobs_List() {
 		}
 	}
 	page, err := jobs.List(ctx, storage.Filter{Type: "report"}, "", 2)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	for _, j := range page.Jobs {
 		fmt.Println(j.ID, j.Type, j.State)
 	}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/shoestring-go/shoestring/worker"
@@ -38,22 +37,4 @@ func ExampleSupervisor() {
 	// Output:
 	// exit code: 3 success: false
 	// stopped by: terminated
-}
-
-// WatchParent is the child's side: it calls onGone once the process's parent is no
-// longer ppid (the parent died and the child was re-parented). Here the pid watched is
-// not this process's parent, so onGone is called at the first poll.
-func ExampleWatchParent() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	gone := make(chan struct{})
-	go worker.WatchParent(ctx, os.Getppid()+1, 10*time.Millisecond, func() { close(gone) })
-	select {
-	case <-gone:
-		fmt.Println("parent gone: stop the work and exit")
-	case <-ctx.Done():
-		fmt.Println("parent still there")
-	}
-	// Output:
-	// parent gone: stop the work and exit
 }
