@@ -3,6 +3,7 @@ package health
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -189,5 +190,42 @@ func TestReadyFollowsState(t *testing.T) {
 	st.SetBusy(false)
 	if st.Get() != Starting {
 		t.Errorf("busy then ready during start-up: %s, want starting", st.String())
+	}
+}
+
+// failingWriter is a client that went away: every write fails.
+type failingWriter struct {
+	header http.Header
+	code   int
+}
+
+func (f *failingWriter) Header() http.Header  { return f.header }
+func (f *failingWriter) WriteHeader(code int) { f.code = code }
+func (f *failingWriter) Write([]byte) (int, error) {
+	return 0, errors.New("write: broken pipe")
+}
+
+// TestNilLoggerWriteError: Endpoints without a Logger answer a client that went away
+// without panicking, on the general path (a check's first run) and on the cached one.
+func TestNilLoggerWriteError(t *testing.T) {
+	t.Parallel()
+	reg := NewRegistry(Options{Cache: time.Minute})
+	reg.Register(Check{Name: "ok", Checker: fixed(Healthy, "")})
+	st := &State{}
+	st.Set(Ready)
+	e := &Endpoints{Registry: reg, State: st, CacheMaxAge: time.Minute}
+	for _, path := range []string{"/health", "/health", "/health/ready", "/health/ok"} {
+		w := &failingWriter{header: http.Header{}}
+		h := e.All()
+		switch path {
+		case "/health/ready":
+			h = e.Ready()
+		case "/health/ok":
+			h = e.One("ok")
+		}
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil))
+		if w.code != http.StatusOK {
+			t.Errorf("GET %s: status %d, want 200", path, w.code)
+		}
 	}
 }

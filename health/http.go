@@ -38,7 +38,9 @@ type Endpoints struct {
 	CacheMaxAge time.Duration
 	// CORSOrigins may read the health routes from a browser ("*" for any); empty: no CORS.
 	CORSOrigins []string
-	Logger      *slog.Logger
+	// Logger gets a debug line for an answer that could not be written (the client
+	// went away); nil: none.
+	Logger *slog.Logger
 
 	// The keep-alive record, written by every request: the count, the Unix time in ns
 	// of the last ping (0 before the first), and its user agent, replaced only when it
@@ -258,7 +260,7 @@ func (e *Endpoints) writeTerse(w http.ResponseWriter, r *http.Request, status St
 		return
 	}
 	if _, err := w.Write(terseBodies[status]); err != nil {
-		e.Logger.DebugContext(r.Context(), "write health response", "err", err)
+		e.logWriteError(r, err)
 	}
 }
 
@@ -288,6 +290,14 @@ func (e *Endpoints) write(w http.ResponseWriter, r *http.Request, rep Report, ca
 		return
 	}
 	if err := json.NewEncoder(w).Encode(body); err != nil {
+		e.logWriteError(r, err)
+	}
+}
+
+// logWriteError logs an answer that could not be written, at debug level: the client
+// went away, which is not the server's failure.
+func (e *Endpoints) logWriteError(r *http.Request, err error) {
+	if e.Logger != nil {
 		e.Logger.DebugContext(r.Context(), "write health response", "err", err)
 	}
 }
