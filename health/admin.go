@@ -11,16 +11,19 @@ import (
 // sent traffic), Ready again, and Recycle (a graceful stop for the platform to restart
 // the deployable), each behind a Bearer token compared in constant time.
 type Admin struct {
-	State   *State
-	Token   string // never empty: without a token the routes are not mounted
-	Recycle func() // starts a graceful stop that ends the process for a restart
+	State *State // required
+	Token string // never empty: without a token every route answers 401
+	// Recycle starts a graceful stop that ends the process for a restart; nil: the
+	// instance cannot recycle, and POST /admin/recycle answers 501.
+	Recycle func()
+	// Started is when the process started, for the status's uptime_s; zero: no uptime.
 	Started time.Time
 }
 
 type statusJSON struct {
 	State   string `json:"state"`
 	PID     int    `json:"pid"`
-	UptimeS int64  `json:"uptime_s"`
+	UptimeS *int64 `json:"uptime_s,omitempty"`
 }
 
 // Busy turns readiness 503 and nothing else: POST /admin/busy. 409 while draining.
@@ -35,9 +38,10 @@ func (a *Admin) Ready() http.Handler { return a.setBusy(false) }
 func (a *Admin) SetBusy(busy bool) bool { return a.State.SetBusy(busy) }
 
 // StartRecycle turns the instance Busy and starts the graceful stop of a recycle, as
-// POST /admin/recycle does; false while draining, changing nothing.
+// POST /admin/recycle does; false while draining or without a Recycle, changing
+// nothing.
 func (a *Admin) StartRecycle() bool {
-	if !a.State.SetBusy(true) {
+	if a.Recycle == nil || !a.State.SetBusy(true) {
 		return false
 	}
 	a.Recycle()
@@ -58,6 +62,10 @@ func (a *Admin) setBusy(busy bool) http.Handler {
 // process exits for the platform to restart it: POST /admin/recycle answers 202.
 func (a *Admin) RecycleHandler() http.Handler {
 	return a.auth(func(w http.ResponseWriter, r *http.Request) {
+		if a.Recycle == nil {
+			a.write(w, http.StatusNotImplemented)
+			return
+		}
 		if !a.StartRecycle() {
 			a.write(w, http.StatusConflict)
 			return
@@ -75,8 +83,16 @@ func (a *Admin) write(w http.ResponseWriter, code int) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
-	body := statusJSON{State: a.State.String(), PID: os.Getpid(), UptimeS: int64(time.Since(a.Started).Seconds())}
-	if code >= 400 {
+	body := statusJSON{State: a.State.String(), PID: os.Getpid()}
+	if !a.Started.IsZero() {
+		up := int64(time.Since(a.Started).Seconds())
+		body.UptimeS = &up
+	}
+	switch {
+	case code == http.StatusNotImplemented:
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": "this instance cannot recycle"})
+		return
+	case code >= 400:
 		_ = json.NewEncoder(w).Encode(map[string]string{"error": "instance is " + body.State})
 		return
 	}

@@ -75,7 +75,7 @@ type BacklogFunc func(ctx context.Context) (Backlog, error)
 //   - no task waiting: Healthy, however long since the last completion (an idle worker
 //     is a healthy one);
 //   - tasks waiting and none completed (nor a worker started) for staleAfter: Degraded;
-//     for twice staleAfter: Unhealthy.
+//     for twice staleAfter: Unhealthy (staleAfter 0: never).
 //
 // Data: the live workers, processed, failed and active counts, last_success and
 // since_last_success_s, and pending.
@@ -138,6 +138,7 @@ func WorkerCheck(beats *storage.Heartbeats, ttl time.Duration, backlog BacklogFu
 		}
 		stalled := now.Sub(progress)
 		switch {
+		case staleAfter <= 0:
 		case stalled >= 2*staleAfter:
 			return Result{Status: Unhealthy, Data: data,
 				Description: fmt.Sprintf("%d task(s) waiting and none completed for %v", bl.Pending, stalled.Round(time.Second))}
@@ -150,7 +151,8 @@ func WorkerCheck(beats *storage.Heartbeats, ttl time.Duration, backlog BacklogFu
 }
 
 // QueueCheck compares the age of the oldest pending task with warn (Degraded) and fail
-// (Unhealthy). Data: pending and oldest_pending_s, in total and per queue.
+// (Unhealthy); 0 turns a threshold off. Data: pending and oldest_pending_s, in total
+// and per queue.
 func QueueCheck(backlog BacklogFunc, warn, fail time.Duration) Checker {
 	return CheckFunc(func(ctx context.Context) Result {
 		bl, err := backlog(ctx)
@@ -165,9 +167,9 @@ func QueueCheck(backlog BacklogFunc, warn, fail time.Duration) Checker {
 		desc := fmt.Sprintf("oldest pending task waited %v", bl.Oldest.Round(time.Millisecond))
 		res := Result{Status: Healthy, Description: desc, Data: data, Observed: &Observation{Value: bl.Oldest.Seconds(), Unit: "s"}}
 		switch {
-		case bl.Oldest >= fail:
+		case fail > 0 && bl.Oldest >= fail:
 			res.Status, res.Description = Unhealthy, desc+fmt.Sprintf(" (fail at %v)", fail)
-		case bl.Oldest >= warn:
+		case warn > 0 && bl.Oldest >= warn:
 			res.Status, res.Description = Degraded, desc+fmt.Sprintf(" (warn at %v)", warn)
 		}
 		return res

@@ -3,6 +3,11 @@ package health
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,6 +46,7 @@ func TestWorkerCheck(t *testing.T) {
 		{"waiting, last success within stale", backlogOf(5, time.Second), 20 * time.Minute, Healthy},
 		{"waiting, no success for stale", backlogOf(5, time.Second), 6 * time.Minute, Degraded},
 		{"waiting, no success for twice stale", backlogOf(5, time.Second), 4 * time.Minute, Unhealthy},
+		{"waiting, staleAfter 0 turns the judgement off", backlogOf(5, time.Second), 0, Healthy},
 		{"queues unreadable", func(context.Context) (Backlog, error) { return Backlog{}, errors.New("redis down") }, time.Minute, Unhealthy},
 	}
 	for _, tc := range tests {
@@ -67,5 +73,51 @@ func TestQueueCheck(t *testing.T) {
 		if res.Status != tc.want || res.Data["pending"] != int64(3) {
 			t.Errorf("oldest %v: %v %v, want %v", tc.oldest, res.Status, res.Data, tc.want)
 		}
+	}
+	// 0 turns a threshold off: an empty queue is not "past" a threshold of 0.
+	for _, tc := range []struct {
+		oldest, warn, fail time.Duration
+		want               Status
+	}{
+		{0, 0, 0, Healthy},
+		{time.Hour, 0, 0, Healthy},
+		{2 * time.Minute, 0, 5 * time.Minute, Healthy},
+		{10 * time.Minute, 0, 5 * time.Minute, Unhealthy},
+		{2 * time.Minute, time.Minute, 0, Degraded},
+	} {
+		res := QueueCheck(backlogOf(3, tc.oldest), tc.warn, tc.fail).Check(context.Background())
+		if res.Status != tc.want {
+			t.Errorf("oldest %v, warn %v, fail %v: %v (%s), want %v", tc.oldest, tc.warn, tc.fail, res.Status, res.Description, tc.want)
+		}
+	}
+}
+
+// TestAdminZeroFields: an Admin without Recycle answers POST /admin/recycle 501 and
+// leaves the instance as it was (it used to turn it Busy, then panic); one without
+// Started reports no uptime rather than 292 years.
+func TestAdminZeroFields(t *testing.T) {
+	t.Parallel()
+	st := &State{}
+	st.Set(Ready)
+	a := &Admin{State: st, Token: "t"}
+	for _, tc := range []struct {
+		method, path string
+		h            http.Handler
+		code         int
+		body         string
+	}{
+		{http.MethodPost, "/admin/recycle", a.RecycleHandler(), http.StatusNotImplemented, `{"error":"this instance cannot recycle"}`},
+		{http.MethodGet, "/admin/status", a.Status(), http.StatusOK, fmt.Sprintf(`{"state":"ready","pid":%d}`, os.Getpid())},
+	} {
+		req := httptest.NewRequest(tc.method, tc.path, nil)
+		req.Header.Set("Authorization", "Bearer t")
+		rec := httptest.NewRecorder()
+		tc.h.ServeHTTP(rec, req)
+		if rec.Code != tc.code || strings.TrimSpace(rec.Body.String()) != tc.body {
+			t.Errorf("%s %s: %d %s, want %d %s", tc.method, tc.path, rec.Code, rec.Body, tc.code, tc.body)
+		}
+	}
+	if a.StartRecycle() || st.Get() != Ready {
+		t.Errorf("StartRecycle without Recycle: state %s, want ready and false", st)
 	}
 }

@@ -126,7 +126,8 @@ type Options struct {
 	FailureThreshold int
 	// HistorySize bounds the kept status changes; default 50.
 	HistorySize int
-	Logger      *slog.Logger
+	// Logger gets a line per status change; nil: none.
+	Logger *slog.Logger
 }
 
 // Change is one status change of a check, as kept in the history.
@@ -139,7 +140,8 @@ type Change struct {
 }
 
 // Registry holds the named checks and runs them with caching, single flight and the
-// failure threshold. Register everything before serving; Run is safe for concurrent use.
+// failure threshold. Make one with NewRegistry (the zero Registry has no timeout and no
+// logger). Register everything before serving; Run is safe for concurrent use.
 type Registry struct {
 	opts    Options
 	entries []*entry

@@ -29,8 +29,8 @@ const ContentTypeHealthJSON = "application/health+json"
 // Endpoints serves the health routes from one registry and readiness state. Set the
 // fields before serving; the handlers are safe for concurrent use.
 type Endpoints struct {
-	Registry *Registry
-	State    *State
+	Registry *Registry // required
+	State    *State    // required: readiness follows it
 	// Details is DetailsNever, DetailsAuthorized (only with APIKey) or DetailsAlways.
 	Details string
 	APIKey  string

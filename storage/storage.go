@@ -386,10 +386,12 @@ func openAzure(ctx context.Context, u *url.URL, creds BlobCredentials) (*blob.Bu
 
 // RedisLogger routes go-redis's own log lines (connection pool dial failures, mostly,
 // which repeat for as long as Redis is down) to slog at debug level; the redis health
-// check is where an outage shows.
+// check is where an outage shows. A nil L drops the lines.
 type RedisLogger struct{ L *slog.Logger }
 
 // Printf logs one go-redis line.
 func (r RedisLogger) Printf(ctx context.Context, format string, v ...any) {
-	r.L.DebugContext(ctx, fmt.Sprintf(format, v...))
+	if r.L != nil {
+		r.L.DebugContext(ctx, fmt.Sprintf(format, v...))
+	}
 }

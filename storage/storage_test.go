@@ -688,3 +688,15 @@ func TestOpenRedisBuffers(t *testing.T) {
 		rdb.Close()
 	}
 }
+
+// TestRedisLoggerNil: a RedisLogger without a logger drops go-redis's lines instead of
+// panicking inside go-redis.
+func TestRedisLoggerNil(t *testing.T) {
+	t.Parallel()
+	defer func() {
+		if p := recover(); p != nil {
+			t.Errorf("Printf panicked: %v", p)
+		}
+	}()
+	RedisLogger{}.Printf(context.Background(), "redis: dial %s: %v", "127.0.0.1:6379", "connection refused")
+}

@@ -39,6 +39,7 @@ const ChildTimeout = 2 * time.Second
 // still succeeds without the child's part. Counters restart from zero with each new
 // child, as Prometheus expects of a restarted process.
 func ChildGatherer(path string, logger *slog.Logger) prometheus.Gatherer {
+	logger = orDiscard(logger)
 	client := &http.Client{
 		Timeout: ChildTimeout,
 		Transport: &http.Transport{
@@ -93,9 +94,18 @@ func scrapeChild(client *http.Client) ([]*dto.MetricFamily, error) {
 // for another). A collector that fails leaves its metrics out and the rest is served.
 func Handler(g prometheus.Gatherer, logger *slog.Logger) http.Handler {
 	return promhttp.HandlerFor(g, promhttp.HandlerOpts{
-		ErrorLog:      slogErrorLog{logger},
+		ErrorLog:      slogErrorLog{orDiscard(logger)},
 		ErrorHandling: promhttp.ContinueOnError,
 	})
+}
+
+// orDiscard is l, or a logger that writes nothing when l is nil: each function taking
+// a logger here accepts nil for none.
+func orDiscard(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l
 }
 
 // slogErrorLog adapts a slog.Logger to promhttp's Logger.

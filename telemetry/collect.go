@@ -38,7 +38,7 @@ type queueCollector struct {
 // debug level, so the scrape itself still succeeds.
 func RegisterQueues(reg prometheus.Registerer, ins QueueInspector, queues []string, logger *slog.Logger) {
 	reg.MustRegister(&queueCollector{
-		ins: ins, queues: slices.Sorted(slices.Values(queues)), logger: logger,
+		ins: ins, queues: slices.Sorted(slices.Values(queues)), logger: orDiscard(logger),
 		size: prometheus.NewDesc(Prefix+"queue_size", "Tasks in a queue by state (pending, active, scheduled, retry, failed).",
 			[]string{"queue", "state"}, nil),
 		latency: prometheus.NewDesc(Prefix+"queue_latency_seconds", "Age of the oldest pending task of a queue, in seconds (0 when none).",

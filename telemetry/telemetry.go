@@ -6,7 +6,8 @@
 // client_golang's global default registry. Which metrics a process registers depends
 // on what it runs: the web tier registers HTTP, Queue and Health metrics and, as a
 // supervisor, Supervision; a worker registers Jobs. The metric names are a contract:
-// users' alerts depend on them.
+// users' alerts depend on them. A nil *slog.Logger given to any function here logs
+// nothing.
 package telemetry
 
 import (

@@ -39,8 +39,9 @@ type QueueInspector interface {
 
 var _ QueueInspector = (*asynq.Inspector)(nil)
 
-// Deps are what the HTTP tier needs. All but Admin, App, Metrics and Requests are
-// required.
+// Deps are what the HTTP tier needs. Logger, Jobs, Submitter, Inspector, Bucket,
+// Health and Queues are required; the fields whose comments say what nil does are
+// optional.
 type Deps struct {
 	Logger    *slog.Logger
 	Jobs      *storage.Jobs

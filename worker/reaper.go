@@ -47,7 +47,8 @@ type Reaper struct {
 	InFlight *storage.InFlight
 	Queues   []string // the queues whose unindexed active tasks it requeues
 	ID       string   // who claims (for the record in Redis): this process
-	Logger   *slog.Logger
+	// Logger gets a line per recovery and per failed sweep; nil: none.
+	Logger *slog.Logger
 	// OnRecovered is called with the number of tasks put back in their queue (pending
 	// or scheduled) by one sweep; optional; from the reaper's goroutine.
 	OnRecovered func(n int)
@@ -62,6 +63,9 @@ type Reaper struct {
 
 // Start starts sweeping in one goroutine and returns at once.
 func (r *Reaper) Start(ctx context.Context) error {
+	if r.Logger == nil {
+		r.Logger = slog.New(slog.DiscardHandler)
+	}
 	ctx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	r.okSince = time.Now()
 	r.suspect = make(map[string]time.Time)

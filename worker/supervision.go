@@ -39,14 +39,17 @@ type Supervision struct {
 	// New makes the Supervisor of each (re)start.
 	New         func() *Supervisor
 	Policy      string
-	MaxRestarts int           // restarts allowed within Window; one more ends the Supervision
-	Window      time.Duration //
-	Beats       *storage.Heartbeats
-	InFlight    *storage.InFlight
-	Queues      []string // the queues the child serves
+	MaxRestarts int // restarts allowed within Window; one more ends the Supervision
+	// Window is the span MaxRestarts counts in; 0 means 5 minutes
+	// (WORKER_RESTART_WINDOW's default).
+	Window   time.Duration
+	Beats    *storage.Heartbeats
+	InFlight *storage.InFlight
+	Queues   []string // the queues the child serves
 	// StaleAfter: heartbeat absent this long (Redis answering) while the child lives:
-	// the child is wedged and is killed. RecycleGrace: how long a child that asked for a
-	// recycle may take to exit by itself.
+	// the child is wedged and is killed; 0 means 3 HeartbeatTTLs. RecycleGrace: how
+	// long a child that asked for a recycle may take to exit by itself; 0 means
+	// DefaultShutdownTimeout.
 	StaleAfter   time.Duration
 	RecycleGrace time.Duration
 	// OnReady is called when a child's first heartbeat is seen; OnDown as soon as a child
@@ -60,7 +63,8 @@ type Supervision struct {
 	OnRestart   func()
 	OnRecovered func(n int)
 	OnRecycle   func(reason string)
-	Logger      *slog.Logger
+	// Logger gets the child's deaths, restarts and recoveries; nil: no lines.
+	Logger *slog.Logger
 
 	done    chan Exit // receives the final Exit when the policy gives up; buffered 1
 	stop    chan struct{}
@@ -95,6 +99,18 @@ func (s *Supervision) setChild(pid int, restarted bool) {
 
 // Start starts the first child and returns once it runs. Errors: it cannot be started.
 func (s *Supervision) Start(ctx context.Context) error {
+	if s.Window <= 0 {
+		s.Window = 5 * time.Minute
+	}
+	if s.StaleAfter <= 0 {
+		s.StaleAfter = 3 * HeartbeatTTL
+	}
+	if s.RecycleGrace <= 0 {
+		s.RecycleGrace = DefaultShutdownTimeout
+	}
+	if s.Logger == nil {
+		s.Logger = slog.New(slog.DiscardHandler)
+	}
 	s.done = make(chan Exit, 1)
 	s.stop = make(chan struct{})
 	s.stopped = make(chan struct{})

@@ -36,6 +36,11 @@ func (e Exit) String() string {
 	}
 }
 
+// DefaultStopTimeout is Supervisor.StopTimeout's default: longer than a worker child
+// with the default DefaultShutdownTimeout takes to stop (it returns within about 1.5 s
+// more), and as long as Heroku waits between SIGTERM and SIGKILL.
+const DefaultStopTimeout = 30 * time.Second
+
 // Supervisor runs one child process (the combined-mode worker) and reports its end.
 //
 // The child is started in its own process group, so a terminal's Ctrl-C reaches only the
@@ -47,13 +52,16 @@ func (e Exit) String() string {
 //
 // Start once; Stop any number of times from any goroutine.
 type Supervisor struct {
-	Path        string    // executable, usually os.Executable()
-	Args        []string  // arguments after the program name, e.g. ["worker"]
-	Env         []string  // the child's whole environment
-	Stdout      io.Writer // where the child's output goes; the platform's log stream
-	Stderr      io.Writer
-	StopTimeout time.Duration // after SIGTERM, how long before SIGKILL
-	Logger      *slog.Logger
+	Path   string    // executable, usually os.Executable()
+	Args   []string  // arguments after the program name, e.g. ["worker"]
+	Env    []string  // the child's whole environment
+	Stdout io.Writer // where the child's output goes; the platform's log stream
+	Stderr io.Writer
+	// StopTimeout is how long Stop waits after SIGTERM before SIGKILL; 0 means
+	// DefaultStopTimeout.
+	StopTimeout time.Duration
+	// Logger gets the child's start and end; nil: no lines.
+	Logger *slog.Logger
 	// WorkerID is the worker id the child was told to use (in Env), so its heartbeat
 	// and in-flight tasks can be found.
 	WorkerID string
@@ -68,6 +76,12 @@ type Supervisor struct {
 // Start starts the child and returns once it is running (its pid known). Errors: the
 // executable cannot be started.
 func (s *Supervisor) Start(ctx context.Context) error {
+	if s.Logger == nil {
+		s.Logger = slog.New(slog.DiscardHandler)
+	}
+	if s.StopTimeout <= 0 {
+		s.StopTimeout = DefaultStopTimeout
+	}
 	s.exited = make(chan Exit, 1)
 	s.done = make(chan struct{})
 	started := make(chan error, 1)
@@ -151,10 +165,13 @@ func exitOf(pid int, ps *os.ProcessState, err error) Exit {
 }
 
 // WatchParent calls onGone once, soon after the process's parent changes from ppid
-// (the parent died and the child was re-parented). It polls every interval until ctx
-// is done. It is the child's side of the supervision contract, for when Pdeathsig
-// did not fire.
+// (the parent died and the child was re-parented). It polls every interval (0 or less:
+// every second) until ctx is done. It is the child's side of the supervision
+// contract, for when Pdeathsig did not fire.
 func WatchParent(ctx context.Context, ppid int, interval time.Duration, onGone func()) {
+	if interval <= 0 {
+		interval = time.Second
+	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {

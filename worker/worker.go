@@ -44,23 +44,40 @@ const (
 	PulseTTL      = 3 * time.Second
 )
 
-// Config is what a worker process needs beyond its dependencies.
+// Config is what a worker process needs beyond its dependencies. Its zero fields take
+// the defaults of the settings they come from (config's WORKER_CONCURRENCY, QUEUES,
+// SHUTDOWN_TIMEOUT, JOB_RETENTION).
 type Config struct {
+	// Concurrency is how many tasks the process runs at once; 0 means
+	// DefaultConcurrency.
 	Concurrency int
 	// Fetchers is how many asynq servers share Concurrency, each with its own fetch
 	// loop (asynq fetches one task per Redis round trip); 0 or 1 is one.
-	Fetchers        int
-	Queues          map[string]int
-	ShutdownTimeout time.Duration // in-flight tasks get this long to finish on Stop, then are requeued
-	Retention       time.Duration // lifetime of checkpoints, as of job records
-	LogLevel        slog.Level
-	Watchdog        WatchdogConfig
+	Fetchers int
+	// Queues maps the queues served to their weights; nil means {"default": 1}.
+	Queues map[string]int
+	// ShutdownTimeout is how long in-flight tasks get to finish on Stop, then are
+	// requeued; 0 means DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
+	// Retention is the lifetime of job records and checkpoints after their last
+	// change; 0 means DefaultRetention.
+	Retention time.Duration
+	LogLevel  slog.Level
+	Watchdog  WatchdogConfig
 	// ID is the id the worker beats and indexes its tasks under; empty: a new one
 	// (storage.NewWorkerID). A supervisor gives its child one, to know it by.
 	ID string
 	// Metrics is told the outcome of every task attempt; nil: none is.
 	Metrics Metrics
 }
+
+// Defaults of Config's zero fields: those of WORKER_CONCURRENCY, SHUTDOWN_TIMEOUT and
+// JOB_RETENTION.
+const (
+	DefaultConcurrency     = 10
+	DefaultShutdownTimeout = 25 * time.Second
+	DefaultRetention       = 168 * time.Hour
+)
 
 // Metrics receives the outcome of each task attempt whose outcome was recorded:
 // outcome is one of the Outcome constants, took how long the handler ran. It is called
@@ -150,7 +167,7 @@ type Worker struct {
 }
 
 // New returns a worker that serves cfg.Queues on rdb, with no handlers yet: add them
-// with Handle before Start. A task of a kind with no handler fails its attempt and is
+// with Handle before Start. A nil logger logs nothing. A task of a kind with no handler fails its attempt and is
 // retried with backoff, as a rolling deploy may bring a worker that knows it.
 //
 // It installs two hooks on rdb, which stay after Stop: storage.InFlight.StartAtFetch's,
@@ -159,6 +176,21 @@ type Worker struct {
 // its own (with two on one client, jobs are started apart from their fetches), and
 // run no other asynq server on cfg.Queues through it.
 func New(cfg Config, rdb redis.UniversalClient, logger *slog.Logger) *Worker {
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = DefaultConcurrency
+	}
+	if len(cfg.Queues) == 0 {
+		cfg.Queues = map[string]int{"default": 1}
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = DefaultRetention
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	host, _ := os.Hostname()
 	if cfg.ID == "" {
 		cfg.ID = storage.NewWorkerID(host, os.Getpid())
