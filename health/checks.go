@@ -75,7 +75,7 @@ type BacklogFunc func(ctx context.Context) (Backlog, error)
 //   - no task waiting: Healthy, however long since the last completion (an idle worker
 //     is a healthy one);
 //   - tasks waiting and none completed (nor a worker started) for staleAfter: Degraded;
-//     for twice staleAfter: Unhealthy (staleAfter 0: never).
+//     for twice staleAfter: Unhealthy (staleAfter 0: neither, tasks waiting or not).
 //
 // Data: the live workers, processed, failed and active counts, last_success and
 // since_last_success_s, and pending.
@@ -139,6 +139,7 @@ func WorkerCheck(beats *storage.Heartbeats, ttl time.Duration, backlog BacklogFu
 		stalled := now.Sub(progress)
 		switch {
 		case staleAfter <= 0:
+			return Result{Status: Healthy, Description: fmt.Sprintf("%d worker(s) live; %d task(s) waiting", len(live), bl.Pending), Data: data}
 		case stalled >= 2*staleAfter:
 			return Result{Status: Unhealthy, Data: data,
 				Description: fmt.Sprintf("%d task(s) waiting and none completed for %v", bl.Pending, stalled.Round(time.Second))}

@@ -140,8 +140,8 @@ type Change struct {
 }
 
 // Registry holds the named checks and runs them with caching, single flight and the
-// failure threshold. Make one with NewRegistry (the zero Registry has no timeout and no
-// logger). Register everything before serving; Run is safe for concurrent use.
+// failure threshold. Make one with NewRegistry: the zero Registry is not usable.
+// Register everything before serving; Run is safe for concurrent use.
 type Registry struct {
 	opts    Options
 	entries []*entry

@@ -614,6 +614,9 @@ func (db *dashboard) instance(w http.ResponseWriter, r *http.Request) (string, e
 			return "Busy cleared: the instance is " + a.State.String() + ".", nil
 		}
 	case "recycle":
+		if a.Recycle == nil {
+			return "", errors.New("this instance cannot recycle")
+		}
 		if a.StartRecycle() {
 			return "Recycling: the instance drains and exits for the platform to restart it.", nil
 		}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/gorilla/mux"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
@@ -434,5 +435,20 @@ func TestDashboardActions(t *testing.T) {
 	post("/dashboard/queues/default/resume", "/dashboard")
 	if qi, err := ins.GetQueueInfo("default"); err != nil || qi.Paused {
 		t.Errorf("after resume: %+v %v", qi, err)
+	}
+}
+
+// TestDashboardRecycleUnavailable: the dashboard's Recycle on an instance that cannot
+// recycle (an Admin without Recycle) says so, and leaves the instance Ready; it used
+// to say "the instance is draining".
+func TestDashboardRecycleUnavailable(t *testing.T) {
+	t.Parallel()
+	state := &health.State{}
+	state.Set(health.Ready)
+	db := &dashboard{d: Deps{Admin: &health.Admin{State: state, Token: testAdminToken}}}
+	r := mux.SetURLVars(httptest.NewRequest(http.MethodPost, "/dashboard/instance/recycle", nil), map[string]string{"op": "recycle"})
+	msg, err := db.instance(httptest.NewRecorder(), r)
+	if err == nil || err.Error() != "this instance cannot recycle" || msg != "" || state.Get() != health.Ready {
+		t.Errorf("recycle: %q, %v; state %s", msg, err, state)
 	}
 }

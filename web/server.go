@@ -40,8 +40,9 @@ type QueueInspector interface {
 var _ QueueInspector = (*asynq.Inspector)(nil)
 
 // Deps are what the HTTP tier needs. Logger, Jobs, Submitter, Inspector, Bucket,
-// Health and Queues are required; the fields whose comments say what nil does are
-// optional.
+// Health and Queues are required, and QueueAdmin with Admin. The rest are optional:
+// HealthPath "" is /health, FileMaxAge 0 lets no client cache a blob, MaxBodyBytes 0
+// puts no limit on App's bodies, and the others say what nil does.
 type Deps struct {
 	Logger    *slog.Logger
 	Jobs      *storage.Jobs

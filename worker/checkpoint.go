@@ -51,11 +51,14 @@ func (c *Checkpoint) Load(ctx context.Context, v any) (bool, error) {
 // after each unit of work is itself durable (its blob written, its row committed).
 func (c *Checkpoint) Save(ctx context.Context, v any) error {
 	data, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("encode checkpoint: %w", err)
-	}
 	if c == nil {
+		if err != nil {
+			return fmt.Errorf("encode checkpoint: %w", err)
+		}
 		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("encode checkpoint %s: %w", c.id, err)
 	}
 	if err := c.rdb.Set(ctx, storage.CheckpointKey(c.queue, c.id), data, c.ttl).Err(); err != nil {
 		return fmt.Errorf("save checkpoint %s: %w", c.id, err)

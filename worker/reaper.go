@@ -61,7 +61,8 @@ type Reaper struct {
 	suspect map[string]time.Time // unindexed active task id -> when first seen so
 }
 
-// Start starts sweeping in one goroutine and returns at once.
+// Start starts sweeping in one goroutine and returns at once. A nil Logger becomes one
+// that writes nothing, in r.
 func (r *Reaper) Start(ctx context.Context) error {
 	if r.Logger == nil {
 		r.Logger = slog.New(slog.DiscardHandler)

@@ -49,7 +49,8 @@ type Supervision struct {
 	// StaleAfter: heartbeat absent this long (Redis answering) while the child lives:
 	// the child is wedged and is killed; 0 means 3 HeartbeatTTLs. RecycleGrace: how
 	// long a child that asked for a recycle may take to exit by itself; 0 means
-	// DefaultShutdownTimeout.
+	// DefaultStopTimeout (longer than a worker with the default ShutdownTimeout takes
+	// to drain).
 	StaleAfter   time.Duration
 	RecycleGrace time.Duration
 	// OnReady is called when a child's first heartbeat is seen; OnDown as soon as a child
@@ -98,6 +99,8 @@ func (s *Supervision) setChild(pid int, restarted bool) {
 }
 
 // Start starts the first child and returns once it runs. Errors: it cannot be started.
+//
+// Start fills the zero fields with their defaults, in s.
 func (s *Supervision) Start(ctx context.Context) error {
 	if s.Window <= 0 {
 		s.Window = 5 * time.Minute
@@ -106,7 +109,7 @@ func (s *Supervision) Start(ctx context.Context) error {
 		s.StaleAfter = 3 * HeartbeatTTL
 	}
 	if s.RecycleGrace <= 0 {
-		s.RecycleGrace = DefaultShutdownTimeout
+		s.RecycleGrace = DefaultStopTimeout
 	}
 	if s.Logger == nil {
 		s.Logger = slog.New(slog.DiscardHandler)

@@ -74,7 +74,8 @@ type Supervisor struct {
 }
 
 // Start starts the child and returns once it is running (its pid known). Errors: the
-// executable cannot be started.
+// executable cannot be started. Start fills the zero Logger and StopTimeout with their
+// defaults, in s.
 func (s *Supervisor) Start(ctx context.Context) error {
 	if s.Logger == nil {
 		s.Logger = slog.New(slog.DiscardHandler)

@@ -24,7 +24,7 @@ type WatchdogConfig struct {
 	// the ten Windows before it (not counting collapsed ones), while tasks are waiting,
 	// is Degraded. 0 turns it off.
 	DegradedRatio float64
-	// DegradedFor: Degraded this long, and the worker recycles.
+	// DegradedFor: Degraded this long, and the worker recycles (0: as soon as it is).
 	DegradedFor time.Duration
 	// Window is the throughput window; default 1 minute.
 	Window time.Duration

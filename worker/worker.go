@@ -44,9 +44,8 @@ const (
 	PulseTTL      = 3 * time.Second
 )
 
-// Config is what a worker process needs beyond its dependencies. Its zero fields take
-// the defaults of the settings they come from (config's WORKER_CONCURRENCY, QUEUES,
-// SHUTDOWN_TIMEOUT, JOB_RETENTION).
+// Config is what a worker process needs beyond its dependencies. New gives its zero
+// fields the defaults below.
 type Config struct {
 	// Concurrency is how many tasks the process runs at once; 0 means
 	// DefaultConcurrency.
@@ -54,7 +53,8 @@ type Config struct {
 	// Fetchers is how many asynq servers share Concurrency, each with its own fetch
 	// loop (asynq fetches one task per Redis round trip); 0 or 1 is one.
 	Fetchers int
-	// Queues maps the queues served to their weights; nil means {"default": 1}.
+	// Queues maps the queues served to their weights; nil or empty means
+	// {"default": 1}.
 	Queues map[string]int
 	// ShutdownTimeout is how long in-flight tasks get to finish on Stop, then are
 	// requeued; 0 means DefaultShutdownTimeout.
@@ -71,8 +71,9 @@ type Config struct {
 	Metrics Metrics
 }
 
-// Defaults of Config's zero fields: those of WORKER_CONCURRENCY, SHUTDOWN_TIMEOUT and
-// JOB_RETENTION.
+// Defaults of Config's zero fields: those of the settings WORKER_CONCURRENCY,
+// SHUTDOWN_TIMEOUT and JOB_RETENTION. (The host gives its worker the drain part of
+// SHUTDOWN_TIMEOUT; a Worker on its own gets the whole.)
 const (
 	DefaultConcurrency     = 10
 	DefaultShutdownTimeout = 25 * time.Second
@@ -167,8 +168,9 @@ type Worker struct {
 }
 
 // New returns a worker that serves cfg.Queues on rdb, with no handlers yet: add them
-// with Handle before Start. A nil logger logs nothing. A task of a kind with no handler fails its attempt and is
-// retried with backoff, as a rolling deploy may bring a worker that knows it.
+// with Handle before Start. A nil logger logs nothing. A task of a kind with no handler
+// fails its attempt and is retried with backoff, as a rolling deploy may bring a
+// worker that knows it.
 //
 // It installs two hooks on rdb, which stay after Stop: storage.InFlight.StartAtFetch's,
 // which starts each job in the script that fetches its task, and RideAlong's, which

@@ -88,9 +88,9 @@ func TestReaperNilLogger(t *testing.T) {
 }
 
 // TestSupervisionZeroFields: a Supervision without a Logger, Window, StaleAfter or
-// RecycleGrace, under PolicyRestart with MaxRestarts 1, gives up on a child that dies
-// at once after one restart (its Window is 5 minutes, not 0, which never spent the
-// budget), and delivers the child's exit; it used to crash on the first death's log
+// RecycleGrace takes their defaults, and under PolicyRestart with MaxRestarts 1 gives
+// up on a child that dies at once after one restart (a Window of 0 never spent the
+// budget) and delivers the child's exit; it used to crash on the first death's log
 // line.
 func TestSupervisionZeroFields(t *testing.T) {
 	t.Parallel()
@@ -108,6 +108,11 @@ func TestSupervisionZeroFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Stop()
+	// The child dies before either is used: that a healthy child is not killed at its
+	// first heartbeat (StaleAfter) or mid-drain (RecycleGrace) follows from these.
+	if s.StaleAfter != 3*HeartbeatTTL || s.RecycleGrace != DefaultStopTimeout || s.Window != 5*time.Minute {
+		t.Errorf("defaults: StaleAfter %v, RecycleGrace %v, Window %v", s.StaleAfter, s.RecycleGrace, s.Window)
+	}
 	select {
 	case ex := <-s.Done():
 		if ex.Code != 3 || restarts.Load() != 1 {
@@ -133,6 +138,7 @@ func TestSupervisorZeroFields(t *testing.T) {
 	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { s.Stop() })
 	pw.Close()
 	buf := make([]byte, 3)
 	if _, err := io.ReadFull(pr, buf); err != nil { // the trap is set
