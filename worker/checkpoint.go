@@ -51,14 +51,13 @@ func (c *Checkpoint) Load(ctx context.Context, v any) (bool, error) {
 // after each unit of work is itself durable (its blob written, its row committed).
 func (c *Checkpoint) Save(ctx context.Context, v any) error {
 	data, err := json.Marshal(v)
-	if c == nil {
-		if err != nil {
-			return fmt.Errorf("encode checkpoint: %w", err)
-		}
-		return nil
-	}
-	if err != nil {
+	switch {
+	case err != nil && c == nil:
+		return fmt.Errorf("encode checkpoint: %w", err)
+	case err != nil:
 		return fmt.Errorf("encode checkpoint %s: %w", c.id, err)
+	case c == nil:
+		return nil
 	}
 	if err := c.rdb.Set(ctx, storage.CheckpointKey(c.queue, c.id), data, c.ttl).Err(); err != nil {
 		return fmt.Errorf("save checkpoint %s: %w", c.id, err)

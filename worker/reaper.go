@@ -64,9 +64,7 @@ type Reaper struct {
 // Start starts sweeping in one goroutine and returns at once. A nil Logger becomes one
 // that writes nothing, in r.
 func (r *Reaper) Start(ctx context.Context) error {
-	if r.Logger == nil {
-		r.Logger = slog.New(slog.DiscardHandler)
-	}
+	r.Logger = orDiscard(r.Logger)
 	ctx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	r.okSince = time.Now()
 	r.suspect = make(map[string]time.Time)

@@ -111,9 +111,7 @@ func (s *Supervision) Start(ctx context.Context) error {
 	if s.RecycleGrace <= 0 {
 		s.RecycleGrace = DefaultStopTimeout
 	}
-	if s.Logger == nil {
-		s.Logger = slog.New(slog.DiscardHandler)
-	}
+	s.Logger = orDiscard(s.Logger)
 	s.done = make(chan Exit, 1)
 	s.stop = make(chan struct{})
 	s.stopped = make(chan struct{})

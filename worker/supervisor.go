@@ -36,6 +36,15 @@ func (e Exit) String() string {
 	}
 }
 
+// orDiscard is l, or a logger that writes nothing when l is nil: the package's
+// loggers are optional.
+func orDiscard(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l
+}
+
 // DefaultStopTimeout is Supervisor.StopTimeout's default: longer than a worker child
 // with the default DefaultShutdownTimeout takes to stop (it returns within about 1.5 s
 // more), and as long as Heroku waits between SIGTERM and SIGKILL.
@@ -77,9 +86,7 @@ type Supervisor struct {
 // executable cannot be started. Start fills the zero Logger and StopTimeout with their
 // defaults, in s.
 func (s *Supervisor) Start(ctx context.Context) error {
-	if s.Logger == nil {
-		s.Logger = slog.New(slog.DiscardHandler)
-	}
+	s.Logger = orDiscard(s.Logger)
 	if s.StopTimeout <= 0 {
 		s.StopTimeout = DefaultStopTimeout
 	}

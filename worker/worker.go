@@ -190,9 +190,7 @@ func New(cfg Config, rdb redis.UniversalClient, logger *slog.Logger) *Worker {
 	if cfg.Retention <= 0 {
 		cfg.Retention = DefaultRetention
 	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = orDiscard(logger)
 	host, _ := os.Hostname()
 	if cfg.ID == "" {
 		cfg.ID = storage.NewWorkerID(host, os.Getpid())

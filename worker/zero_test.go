@@ -45,17 +45,6 @@ func TestZeroConfig(t *testing.T) {
 	}
 }
 
-// countCalls counts the commands a client sends, failed ones included.
-type countCalls struct{ n atomic.Int64 }
-
-func (c *countCalls) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (c *countCalls) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error { c.n.Add(1); return next(ctx, cmd) }
-}
-func (c *countCalls) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error { c.n.Add(1); return next(ctx, cmds) }
-}
-
 // TestReaperNilLogger: a Reaper without a Logger whose sweeps fail (nothing listens on
 // its Redis port) keeps sweeping; it used to crash the process on its first failed
 // sweep's log line.
@@ -63,8 +52,7 @@ func TestReaperNilLogger(t *testing.T) {
 	t.Parallel()
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
 	t.Cleanup(func() { rdb.Close() })
-	calls := &countCalls{}
-	rdb.AddHook(calls)
+	calls := countTrips(rdb) // failed ones included
 	r := &Reaper{InFlight: storage.NewInFlight(rdb, storage.NewJobs(rdb, time.Hour, "default")), Queues: []string{"default"}, ID: "p1"}
 	if err := r.Start(context.Background()); err != nil {
 		t.Fatal(err)
@@ -73,7 +61,7 @@ func TestReaperNilLogger(t *testing.T) {
 	// Two sweeps' calls at least: the first sweep's failure was logged before the second.
 	deadline := time.Now().Add(10 * time.Second)
 	for first := int64(0); ; {
-		n := calls.n.Load()
+		n := calls.trips.Load()
 		if first == 0 && n > 0 {
 			first = n
 		}
